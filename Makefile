@@ -1,0 +1,47 @@
+# Two commands matter: `make run` (the demo) and `make test` (everything CI checks).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck unit integration venv kafka-jars schemas clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+kafka-jars: venv
+	$(BIN)/python -m processor.devtools.local_kafka fetch
+
+## The demo: local Kafka + upstream simulator + processor on demo records, with a summary.
+run: venv kafka-jars
+	$(BIN)/python -m processor.devtools.demo
+
+## Lint, type-check, then the whole test suite against a real broker.
+test: venv kafka-jars lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+integration: venv kafka-jars
+	$(BIN)/pytest -q tests/integration tests/e2e
+
+## Re-record the JSON Schema snapshots after a deliberate schema change.
+schemas: venv
+	$(BIN)/python -m schemas.export --write
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build *.egg-info

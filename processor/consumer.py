@@ -1,0 +1,144 @@
+"""The intake loop: poll, pause and resume for back-pressure, commit watermarks, rebalance.
+
+:class:`Intake` owns the aiokafka consumer. It keeps calling ``getmany`` even when every
+partition is paused (a consumer that stops polling is thrown out of the group), takes at
+most as many records as the engine has room for, pauses partitions over their cap and
+resumes them as work drains, and commits each partition's contiguous watermark every
+``commit_interval_s``. On revoke it drains the revoked partitions with a deadline,
+commits them, and lets them go; whatever did not finish is redone by the new owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from processor.engine import TP, Engine
+
+log = structlog.get_logger("processor.consumer")
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._intake.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._intake.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class Intake:
+    """Feeds the engine from Kafka and commits what it finished."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        engine: Engine,
+        topic: str,
+        fetch_max_records: int,
+        poll_timeout_ms: int,
+        commit_interval_s: float,
+        drain_timeout_s: float,
+    ) -> None:
+        self._consumer = consumer
+        self._engine = engine
+        self._topic = topic
+        self._fetch_max_records = fetch_max_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._commit_interval_s = commit_interval_s
+        self._drain_timeout_s = drain_timeout_s
+        self._paused: set[TP] = set()
+        self._stop = asyncio.Event()
+        self.consumed_total = 0
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+
+    def stop(self) -> None:
+        """Stop taking new records (the loop returns after its current poll)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop` or a fatal engine error."""
+        next_commit = time.monotonic() + self._commit_interval_s
+        while not self._stop.is_set() and self._engine.fatal is None:
+            self._apply_backpressure()
+            room = min(self._engine.capacity(), self._fetch_max_records)
+            if room == 0:
+                await self._engine.wait_progress(self._poll_timeout_ms / 1000)
+                continue
+            batches = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=room
+            )
+            for tp, records in batches.items():
+                if self._engine.offsets((tp.topic, tp.partition)) is None:
+                    continue  # revoked while the fetch was under way
+                for record in records:
+                    self._engine.submit(record)
+                self.consumed_total += len(records)
+            if time.monotonic() >= next_commit:
+                await self.commit()
+                next_commit = time.monotonic() + self._commit_interval_s
+
+    def _apply_backpressure(self) -> None:
+        engine = self._engine
+        want = set(engine.assigned) if engine.capacity() == 0 else engine.partitions_over_cap()
+        pause, resume = want - self._paused, self._paused - want
+        if pause:
+            self._consumer.pause(*(TopicPartition(t, p) for t, p in pause))
+            log.debug("intake.paused", partitions=sorted(pause))
+        if resume:
+            assignment = self._consumer.assignment()
+            live = [TopicPartition(t, p) for t, p in resume]
+            self._consumer.resume(*(tp for tp in live if tp in assignment))
+            log.debug("intake.resumed", partitions=sorted(resume))
+        self._paused = want
+
+    async def commit(self, partitions: set[TP] | None = None) -> bool:
+        """Commit the watermark of each (given) partition that advanced.
+
+        A commit that fails because the group is rebalancing is logged, not fatal: the
+        offsets are committed by the next commit or redone by the next owner.
+        """
+        wanted = self._engine.assigned if partitions is None else partitions
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp in wanted:
+            state = self._engine.offsets(tp)
+            if state is not None and (offset := state.to_commit()) is not None:
+                offsets[TopicPartition(*tp)] = OffsetAndMetadata(offset, "")
+        if not offsets:
+            return True
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("intake.commit_failed", error=repr(exc), partitions=len(offsets))
+            return False
+        for tp, meta in offsets.items():
+            state = self._engine.offsets((tp.topic, tp.partition))
+            if state is not None:
+                state.committed = meta.offset
+        return True
+
+    def on_assigned(self, partitions: set[TP]) -> None:
+        self._engine.assign(partitions)
+        self._paused -= partitions
+        log.info("intake.assigned", partitions=sorted(partitions))
+
+    async def on_revoked(self, partitions: set[TP]) -> None:
+        drained = await self._engine.drain(partitions, self._drain_timeout_s)
+        await self.commit(partitions)
+        self._engine.release(partitions)
+        self._paused -= partitions
+        log.info("intake.revoked", partitions=sorted(partitions), drained=drained)

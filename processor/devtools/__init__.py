@@ -1,0 +1,1 @@
+"""Developer tools (simulator, local Kafka, demo); never imported by the service core."""

@@ -1,0 +1,205 @@
+"""The engine: ordering lanes, bounded concurrency, in-flight accounting, completion.
+
+For every taken record the engine runs the pipeline, hands the outcome to the publisher,
+and marks the record finished in its partition's :class:`~processor.offsets.PartitionOffsets`
+only when the broker acknowledges the outcome.
+
+- **Lanes** keep order: records of one lane run one after another, lanes run in parallel.
+  The lane of a record is its partition and key (``ordering: key``; a record without a key
+  is a lane of its own), its partition (``partition``), or itself (``unordered``). A lane
+  moves to its next record once the outcome is *queued* in the idempotent producer, which
+  keeps per-partition order, so acknowledgements overlap.
+- **Bounds**: at most ``max_concurrency`` records are in the pipeline at once; the consumer
+  asks :meth:`Engine.capacity` and :meth:`Engine.partitions_over_cap` to pause intake.
+- A failed acknowledgement is fatal (:attr:`Engine.fatal`): the record is not committed,
+  the process stops, and a restart redoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Literal
+
+import structlog
+
+from processor.errors import PublishError
+from processor.offsets import PartitionOffsets
+from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid
+from processor.pipeline import Pipeline
+from processor.records import InputRecord
+
+TP = tuple[str, int]
+log = structlog.get_logger("processor.engine")
+
+
+class Engine:
+    """Runs records through the pipeline in lanes and tracks what is safe to commit."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        publisher: OutcomePublisher,
+        ordering: Literal["key", "partition", "unordered"],
+        max_concurrency: int,
+        max_in_flight: int,
+        max_in_flight_per_partition: int,
+        on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._publisher = publisher
+        self._ordering = ordering
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self.max_in_flight = max_in_flight
+        self.max_in_flight_per_partition = max_in_flight_per_partition
+        self._on_outcome = on_outcome
+        self._partitions: dict[TP, PartitionOffsets] = {}
+        self._lanes: dict[Hashable, deque[InputRecord]] = {}
+        self._lane_tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._in_flight = 0
+        self._progress = asyncio.Event()
+        self.fatal: BaseException | None = None
+        self.finished_total = 0
+
+    # -- partitions -------------------------------------------------------------------
+    def assign(self, partitions: Iterable[TP]) -> None:
+        for tp in partitions:
+            self._partitions.setdefault(tp, PartitionOffsets())
+
+    def release(self, partitions: Iterable[TP]) -> None:
+        """Forget partitions (after revoke): their unfinished lanes are cancelled."""
+        gone = set(partitions)
+        for tp in gone:
+            state = self._partitions.pop(tp, None)
+            if state is not None:
+                self._in_flight -= state.in_flight
+        for lane_key, task in list(self._lane_tasks.items()):
+            if lane_key[0] in gone:  # type: ignore[index]
+                task.cancel()
+
+    def offsets(self, tp: TP) -> PartitionOffsets | None:
+        return self._partitions.get(tp)
+
+    @property
+    def assigned(self) -> list[TP]:
+        return list(self._partitions)
+
+    # -- load -------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def in_flight_of(self, partitions: Iterable[TP]) -> int:
+        return sum(s.in_flight for tp in partitions if (s := self._partitions.get(tp)))
+
+    def capacity(self) -> int:
+        """How many more records may be taken before the global cap is reached."""
+        return max(0, self.max_in_flight - self._in_flight)
+
+    def partitions_over_cap(self) -> set[TP]:
+        cap = self.max_in_flight_per_partition
+        return {tp for tp, s in self._partitions.items() if s.in_flight >= cap}
+
+    async def wait_progress(self, timeout_s: float) -> None:
+        """Wait until some record finishes, or ``timeout_s`` passes."""
+        self._progress.clear()
+        try:
+            await asyncio.wait_for(self._progress.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    # -- intake -----------------------------------------------------------------------
+    def _lane_key(self, record: InputRecord) -> Hashable:
+        tp = (record.topic, record.partition)
+        if self._ordering == "partition":
+            return (tp,)
+        if self._ordering == "key" and record.key is not None:
+            return (tp, record.key)
+        return (tp, record.offset)
+
+    def submit(self, record: InputRecord) -> None:
+        """Take one record. Its partition must be assigned."""
+        state = self._partitions[(record.topic, record.partition)]
+        state.take(record.offset)
+        self._in_flight += 1
+        key = self._lane_key(record)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = deque()
+            self._lane_tasks[key] = asyncio.create_task(self._run_lane(key, lane))
+        lane.append(record)
+
+    async def _run_lane(self, key: Hashable, lane: deque[InputRecord]) -> None:
+        try:
+            while lane:
+                record = lane[0]
+                async with self._slots:
+                    outcome = await self._pipeline.process(record)
+                    ack = await self._publisher.publish(record, outcome)
+                ack.add_done_callback(lambda f, r=record, o=outcome: self._acked(r, o, f))
+                lane.popleft()
+        except asyncio.CancelledError:
+            pass  # partition revoked or shutdown deadline passed: the next owner redoes it
+        except Exception as exc:  # noqa: BLE001 - a publish failure stops the process
+            self._fail(PublishError(f"could not queue an outcome: {exc!r}"))
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+                del self._lane_tasks[key]
+
+    def _acked(self, record: InputRecord, outcome: Outcome, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            err = future.exception() if not future.cancelled() else None
+            self._fail(PublishError(f"outcome not acknowledged: {err!r}"))
+            return
+        state = self._partitions.get((record.topic, record.partition))
+        if state is None:  # revoked meanwhile; the new owner redoes it
+            return
+        state.finish(record.offset)
+        self._in_flight -= 1
+        self.finished_total += 1
+        self._progress.set()
+        self._on_outcome(outcome)
+        if isinstance(outcome, DeadLetter):
+            log.warning(
+                "record.dead_lettered", topic=record.topic, partition=record.partition,
+                offset=record.offset, reason=outcome.reason.value, error=outcome.error_class,
+            )  # fmt: skip
+        elif not isinstance(outcome, Valid):
+            log.debug(
+                "record.invalid", topic=record.topic, partition=record.partition,
+                offset=record.offset, record_id=outcome.document.record_id,
+            )  # fmt: skip
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("engine.fatal", error=str(exc))
+        self._progress.set()
+
+    # -- drain ------------------------------------------------------------------------
+    async def drain(self, partitions: Iterable[TP] | None, timeout_s: float) -> bool:
+        """Wait until the given partitions (all if None) have nothing in flight.
+
+        Returns:
+            True if drained, False if ``timeout_s`` passed first (or a fatal error happened).
+        """
+        wanted = list(self._partitions) if partitions is None else list(partitions)
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight_of(wanted) > 0 and self.fatal is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await self.wait_progress(min(left, 0.5))
+        return self.fatal is None
+
+    async def cancel_all(self) -> None:
+        """Cancel every lane (shutdown after the drain deadline) and wait for them."""
+        tasks = list(self._lane_tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

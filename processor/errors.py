@@ -1,0 +1,95 @@
+"""The processor's one exception hierarchy.
+
+::
+
+    ProcessorError                     base of everything we raise on purpose
+    ├── ConfigError                    bad configuration; the CLI exits 2 before connecting
+    ├── RecordError                    one record cannot be processed (carries a ReasonCode)
+    │   ├── RecordTooLarge             record.too_large
+    │   ├── DecodeError                decode.failed
+    │   ├── EnvelopeError              envelope.invalid
+    │   └── UnknownTypeError           type.unknown
+    ├── UpstreamError                  an upstream call failed (carries ``retriable``)
+    │   ├── UpstreamTimeout            upstream.timeout            retriable
+    │   ├── UpstreamUnavailable        upstream.unavailable (5xx, refused) retriable
+    │   ├── UpstreamRateLimited        upstream.rate_limited (429) retriable
+    │   └── UpstreamBadResponse        upstream.bad_response       not retriable
+    └── PublishError                   an outcome could not be published: fatal for the process
+
+Third-party errors are translated at one boundary each: aiohttp's in
+``processor.upstream.client``, aiokafka's in ``processor.kafka``. Callers branch on
+``retriable`` and ``reason``, never on lists of types.
+"""
+
+from __future__ import annotations
+
+from schemas.outcomes import ReasonCode
+
+
+class ProcessorError(Exception):
+    """Base of every error the processor raises on purpose."""
+
+
+class ConfigError(ProcessorError):
+    """The configuration is invalid. The message names the offending key."""
+
+
+class RecordError(ProcessorError):
+    """A record cannot be processed; it is dead-lettered with :attr:`reason`."""
+
+    reason: ReasonCode = ReasonCode.INTERNAL_ERROR
+
+
+class RecordTooLarge(RecordError):
+    reason = ReasonCode.RECORD_TOO_LARGE
+
+
+class DecodeError(RecordError):
+    reason = ReasonCode.DECODE_FAILED
+
+
+class EnvelopeError(RecordError):
+    reason = ReasonCode.ENVELOPE_INVALID
+
+
+class UnknownTypeError(RecordError):
+    reason = ReasonCode.TYPE_UNKNOWN
+
+
+class UpstreamError(ProcessorError):
+    """An upstream call failed. ``retriable`` says whether trying again may help."""
+
+    reason: ReasonCode = ReasonCode.UPSTREAM_UNAVAILABLE
+    retriable: bool = True
+
+    def __init__(self, message: str, *, upstream: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.upstream = upstream
+        self.status = status
+
+
+class UpstreamTimeout(UpstreamError):
+    reason = ReasonCode.UPSTREAM_TIMEOUT
+
+
+class UpstreamUnavailable(UpstreamError):
+    reason = ReasonCode.UPSTREAM_UNAVAILABLE
+
+
+class UpstreamRateLimited(UpstreamError):
+    reason = ReasonCode.UPSTREAM_RATE_LIMITED
+
+    def __init__(
+        self, message: str, *, upstream: str, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, upstream=upstream, status=429)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamBadResponse(UpstreamError):
+    reason = ReasonCode.UPSTREAM_BAD_RESPONSE
+    retriable = False
+
+
+class PublishError(ProcessorError):
+    """The broker did not acknowledge an outcome. The record is not committed; we stop."""

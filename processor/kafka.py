@@ -1,0 +1,78 @@
+"""The aiokafka boundary: building clients from config, creating topics, translating errors.
+
+Only this module and :mod:`processor.consumer` import aiokafka. The producer is
+idempotent with ``acks=all``, so a retried send never duplicates or reorders outcomes
+within a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from processor.config import KafkaConfig
+from processor.errors import ProcessorError
+
+ADMIN_TIMEOUT_S = 30.0
+
+
+class KafkaUnavailable(ProcessorError):
+    """The broker could not be reached or refused a request (translated aiokafka error)."""
+
+
+def make_producer(config: KafkaConfig, client_id_suffix: str = "") -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=config.bootstrap_servers,
+        client_id=f"{config.client_id}{client_id_suffix}",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=config.producer_linger_ms,
+        max_batch_size=config.producer_max_batch_bytes,
+        max_request_size=config.producer_max_request_bytes,
+        compression_type=None if config.compression == "none" else config.compression,
+        request_timeout_ms=config.request_timeout_ms,
+    )
+
+
+def make_consumer(config: KafkaConfig, max_partition_fetch_bytes: int) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        client_id=config.client_id,
+        group_id=config.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=config.auto_offset_reset,
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=config.heartbeat_interval_ms,
+        max_poll_interval_ms=config.max_poll_interval_ms,
+        request_timeout_ms=config.request_timeout_ms,
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
+) -> None:
+    """Create the topics that do not exist yet (idempotent).
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached or refused.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
+        existing = set(await asyncio.wait_for(admin.list_topics(), ADMIN_TIMEOUT_S))
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            new = [NewTopic(t, partitions, replication) for t in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await asyncio.wait_for(admin.create_topics(new), ADMIN_TIMEOUT_S)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)

@@ -1,0 +1,126 @@
+"""Outcome values and the publisher that turns them into Kafka records.
+
+The pipeline returns one :data:`Outcome` per record, a value, never an exception:
+
+- :class:`Valid` and :class:`Invalid` carry an ``OutcomeDocument`` published as JSON to
+  the valid / invalid topic, keyed like the input.
+- :class:`DeadLetter` carries a reason; the input's key, value, headers and timestamp are
+  republished byte for byte to the dead-letter topic with the ``dlq.*`` headers of
+  ``schemas.outcomes.DLQ_HEADERS`` (one set: old ``dlq.*`` headers are replaced).
+
+:meth:`OutcomePublisher.publish` hands the record to the producer and returns the broker's
+acknowledgement as a future; the engine counts a record finished only when it resolves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from processor.config import TopicsConfig
+from processor.records import InputRecord
+from schemas.outcomes import OutcomeDocument, ReasonCode
+
+MAX_ERROR_MESSAGE_CHARS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Valid:
+    document: OutcomeDocument
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    document: OutcomeDocument
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a record could not be processed."""
+
+    reason: ReasonCode
+    error_class: str
+    message: str
+    attempts: int = 1
+    first_failure_at: datetime | None = None
+
+
+Outcome = Valid | Invalid | DeadLetter
+
+
+class Producer(Protocol):
+    """The part of aiokafka's producer the publisher uses."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]: ...
+
+
+def dead_letter_headers(
+    record: InputRecord, outcome: DeadLetter, processor_id: str
+) -> list[tuple[str, bytes]]:
+    """The input's headers without old ``dlq.*`` ones, plus this dead letter's set."""
+    first = outcome.first_failure_at or datetime.now(UTC)
+    kept = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
+    added = {
+        "dlq.reason": outcome.reason.value,
+        "dlq.error.class": outcome.error_class,
+        "dlq.error.message": outcome.message[:MAX_ERROR_MESSAGE_CHARS],
+        "dlq.original.topic": record.topic,
+        "dlq.original.partition": str(record.partition),
+        "dlq.original.offset": str(record.offset),
+        "dlq.original.timestamp": str(record.timestamp),
+        "dlq.attempts": str(outcome.attempts),
+        "dlq.first.failure.time": first.isoformat(timespec="milliseconds"),
+        "dlq.processor": processor_id,
+    }
+    return kept + [(k, v.encode()) for k, v in added.items()]
+
+
+class OutcomePublisher:
+    """Publishes each outcome to its topic and returns the broker's acknowledgement."""
+
+    def __init__(self, producer: Producer, topics: TopicsConfig, processor_id: str) -> None:
+        self._producer = producer
+        self._topics = topics
+        self._processor_id = processor_id
+
+    def topic_for(self, outcome: Outcome) -> str:
+        match outcome:
+            case Valid():
+                return self._topics.valid
+            case Invalid():
+                return self._topics.invalid
+            case DeadLetter():
+                return self._topics.dead_letter
+
+    async def publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
+        """Queue the outcome in the producer (waits only if its buffer is full)."""
+        topic = self.topic_for(outcome)
+        if isinstance(outcome, DeadLetter):
+            return await self._producer.send(
+                topic,
+                value=record.value,
+                key=record.key,
+                timestamp_ms=record.timestamp,
+                headers=dead_letter_headers(record, outcome, self._processor_id),
+            )
+        doc = outcome.document
+        return await self._producer.send(
+            topic,
+            value=doc.model_dump_json().encode(),
+            key=record.key,
+            headers=[
+                ("content-type", b"application/json"),
+                ("record.id", doc.record_id.encode()),
+                ("record.verdict", doc.verdict.value.encode()),
+            ],
+        )

@@ -1,0 +1,214 @@
+"""The per-record pipeline: decode, then schema, then upstream checks, then the verdict.
+
+:meth:`Pipeline.process` always returns an :data:`~processor.outcomes.Outcome` and never
+raises: the one bare ``except Exception`` of the service is here, turning a bug into a
+dead letter with ``internal.error`` instead of a crash or a lost record.
+
+Verdict rules: any check's clear "no" makes the record invalid (even when another check
+could not run); otherwise a required check that could not run dead-letters it with that
+check's reason; otherwise it is valid, and ``valid_unverified`` when an optional check
+could not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from processor.checks import Check
+from processor.config import ValidationConfig
+from processor.decode import DecodedEvent, decode
+from processor.errors import RecordError, UpstreamError
+from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
+from processor.records import InputRecord
+from schemas.outcomes import (
+    CheckResult,
+    CheckStatus,
+    InputCoordinates,
+    OutcomeDocument,
+    ProcessorInfo,
+    Reason,
+    ReasonCode,
+    Timing,
+    Verdict,
+)
+
+MAX_REASONS = 50
+log = structlog.get_logger("processor.pipeline")
+
+
+def _dead_letter(exc: Exception, reason: ReasonCode, first_failure: datetime) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        error_class=type(exc).__name__,
+        message=str(exc),
+        first_failure_at=first_failure,
+    )
+
+
+def _schema_reasons(exc: ValidationError) -> list[Reason]:
+    reasons = []
+    for err in exc.errors()[:MAX_REASONS]:
+        field = ".".join(str(p) for p in err["loc"]) or None
+        reasons.append(Reason(code=ReasonCode.SCHEMA_INVALID, message=err["msg"], field=field))
+    return reasons
+
+
+class Pipeline:
+    """Validates one record at a time; holds no per-record state between calls."""
+
+    def __init__(
+        self,
+        *,
+        record_types: Mapping[str, type[BaseModel]],
+        checks: Mapping[str, Sequence[Check]],
+        validation: ValidationConfig,
+        max_record_bytes: int,
+        processor: ProcessorInfo,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._record_types = record_types
+        self._checks = checks
+        self._keep_unknown = validation.unknown_fields == "keep"
+        self._max_record_bytes = max_record_bytes
+        self._processor = processor
+        self._now = wall_clock
+
+    async def process(self, record: InputRecord) -> Outcome:
+        """Validate one record and return its outcome. Never raises (but cancellation)."""
+        received = self._now()
+        started = time.perf_counter()
+        try:
+            return await self._process(record, received, started)
+        except Exception as exc:  # noqa: BLE001 - the one last-resort handler (style.md rule 6)
+            log.exception(
+                "record.internal_error",
+                topic=record.topic, partition=record.partition, offset=record.offset,
+            )  # fmt: skip
+            return _dead_letter(exc, ReasonCode.INTERNAL_ERROR, received)
+
+    async def _process(self, record: InputRecord, received: datetime, started: float) -> Outcome:
+        try:
+            decoded = decode(record, self._max_record_bytes)
+        except RecordError as exc:
+            return _dead_letter(exc, exc.reason, received)
+        event = decoded.event
+        model = self._record_types.get(event.type)
+        if model is None:
+            return DeadLetter(
+                reason=ReasonCode.TYPE_UNKNOWN,
+                error_class="UnknownTypeError",
+                message=f"no schema for type {event.type[:100]!r}",
+                first_failure_at=received,
+            )
+        data = event.data
+        if not isinstance(data, dict):
+            reason = Reason(
+                code=ReasonCode.SCHEMA_INVALID,
+                message=f"data must be a JSON object, not {type(data).__name__}",
+                field="data",
+            )
+            return self._verdict(record, decoded, received, started, [reason], [], None, None)
+        unknown: dict[str, Any] | None = None
+        if self._keep_unknown:
+            unknown = {k: v for k, v in data.items() if k not in model.model_fields} or None
+            data = {k: v for k, v in data.items() if k in model.model_fields}
+        try:
+            validated = model.model_validate(data)
+        except ValidationError as exc:
+            reasons = _schema_reasons(exc)
+            return self._verdict(record, decoded, received, started, reasons, [], None, unknown)
+        normalized = validated.model_dump(mode="json")
+        checks = self._checks.get(event.type, ())
+        results, errors = await self._run_checks(event.id, normalized, checks)
+        rejections = [
+            Reason(code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name)
+            for check, r in zip(checks, results, strict=True)
+            if r is not None and r.status is CheckStatus.FAILED
+        ]
+        if not rejections and errors:
+            first = errors[0]
+            return _dead_letter(first, first.reason, received)
+        done = [r for r in results if r is not None]
+        unverified = [
+            Reason(code=ReasonCode.UPSTREAM_UNVERIFIED, message=f"{r.name}: could not run", check=r.name)
+            for r in done
+            if r.status is CheckStatus.UNVERIFIED
+        ]
+        return self._verdict(
+            record, decoded, received, started, rejections or unverified, done,
+            None if rejections else normalized, unknown,
+        )  # fmt: skip
+
+    async def _run_checks(
+        self, record_id: str, data: dict[str, Any], checks: Sequence[Check]
+    ) -> tuple[list[CheckResult | None], list[UpstreamError]]:
+        async def one(check: Check) -> CheckResult | UpstreamError:
+            try:
+                return await check.run(record_id, data)
+            except UpstreamError as exc:
+                return exc
+
+        if not checks:
+            return [], []
+        if len(checks) == 1:
+            answers = [await one(checks[0])]
+        else:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(c)) for c in checks]
+            answers = [t.result() for t in tasks]
+        results = [a if isinstance(a, CheckResult) else None for a in answers]
+        errors = [a for a in answers if isinstance(a, UpstreamError)]
+        return results, errors
+
+    def _verdict(
+        self,
+        record: InputRecord,
+        decoded: DecodedEvent,
+        received: datetime,
+        started: float,
+        reasons: list[Reason],
+        checks: list[CheckResult],
+        normalized: dict[str, Any] | None,
+        unknown: dict[str, Any] | None,
+    ) -> Outcome:
+        invalid = any(r.code is not ReasonCode.UPSTREAM_UNVERIFIED for r in reasons)
+        if invalid:
+            verdict = Verdict.INVALID
+        elif reasons:
+            verdict = Verdict.VALID_UNVERIFIED
+        else:
+            verdict = Verdict.VALID
+        event = decoded.event
+        doc = OutcomeDocument(
+            outcome="invalid" if invalid else "valid",
+            verdict=verdict,
+            record_id=event.id,
+            record_type=event.type,
+            source=event.source,
+            reasons=reasons,
+            checks=checks,
+            event=decoded.as_received,
+            normalized_data=None if invalid else normalized,
+            unknown_fields=unknown,
+            input=InputCoordinates(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            ),
+            processor=self._processor,
+            timing=Timing(
+                received_at=received,
+                completed_at=self._now(),
+                duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            ),
+        )
+        return Invalid(doc) if invalid else Valid(doc)

@@ -1,0 +1,30 @@
+"""Session fixtures: the real Kafka broker and the real upstream simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from processor.devtools.local_kafka import LocalKafka
+from tests.support.services import kafka_broker, simulator_process
+
+
+@pytest.fixture(scope="session")
+def kafka_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LocalKafka | None]]:
+    """The session's broker: (bootstrap servers, our local broker if we started one)."""
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_service: tuple[str, LocalKafka | None]) -> str:
+    """Bootstrap servers of a broker that answered a real request."""
+    return kafka_service[0]
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    """The URL of an upstream simulator subprocess with no faults injected."""
+    with simulator_process() as url:
+        yield url
