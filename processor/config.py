@@ -189,7 +189,8 @@ class Settings(BaseSettings):
                 for used in [*check.body.values(), check.when_present]:
                     if used is not None and used not in fields:
                         raise ValueError(
-                            f"checks.{record_type}.{check.name}: {record_type} has no field {used!r}"
+                            f"checks.{record_type}.{check.name}: "
+                            f"{record_type} has no field {used!r}"
                         )
         return self
 

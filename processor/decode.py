@@ -44,7 +44,9 @@ def _json(raw: bytes, what: str) -> Any:
     try:
         return json.loads(_text(raw, what))
     except json.JSONDecodeError as exc:
-        raise DecodeError(f"{what} is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}") from exc
+        raise DecodeError(
+            f"{what} is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}"
+        ) from exc
 
 
 def _binary_attributes(headers: dict[str, bytes]) -> dict[str, Any]:
@@ -78,7 +80,7 @@ def decode(record: InputRecord, max_record_bytes: int) -> DecodedEvent:
         as_received = _binary_attributes(headers)
         content_type = _text(headers.get("content-type", b"application/json"), "content-type")
         if value is not None:
-            if not content_type.split(";")[0].strip().lower() in _JSON_CONTENT_TYPES:
+            if content_type.split(";")[0].strip().lower() not in _JSON_CONTENT_TYPES:
                 raise DecodeError(f"binary-mode content-type {content_type!r} is not JSON")
             as_received["data"] = _json(value, "value")
             as_received.setdefault("datacontenttype", content_type)

@@ -18,6 +18,8 @@ only when the broker acknowledges the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
@@ -106,10 +108,8 @@ class Engine:
     async def wait_progress(self, timeout_s: float) -> None:
         """Wait until some record finishes, or ``timeout_s`` passes."""
         self._progress.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._progress.wait(), timeout_s)
-        except TimeoutError:
-            pass
 
     # -- intake -----------------------------------------------------------------------
     def _lane_key(self, record: InputRecord) -> Hashable:
@@ -139,7 +139,7 @@ class Engine:
                 async with self._slots:
                     outcome = await self._pipeline.process(record)
                     ack = await self._publisher.publish(record, outcome)
-                ack.add_done_callback(lambda f, r=record, o=outcome: self._acked(r, o, f))
+                ack.add_done_callback(functools.partial(self._acked, record, outcome))
                 lane.popleft()
         except asyncio.CancelledError:
             pass  # partition revoked or shutdown deadline passed: the next owner redoes it

@@ -79,9 +79,7 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamRateLimited(UpstreamError):
     reason = ReasonCode.UPSTREAM_RATE_LIMITED
 
-    def __init__(
-        self, message: str, *, upstream: str, retry_after_s: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, upstream: str, retry_after_s: float | None = None) -> None:
         super().__init__(message, upstream=upstream, status=429)
         self.retry_after_s = retry_after_s
 

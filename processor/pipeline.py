@@ -86,7 +86,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             return await self._process(record, received, started)
-        except Exception as exc:  # noqa: BLE001 - the one last-resort handler (style.md rule 6)
+        except Exception as exc:
             log.exception(
                 "record.internal_error",
                 topic=record.topic, partition=record.partition, offset=record.offset,
@@ -128,7 +128,9 @@ class Pipeline:
         checks = self._checks.get(event.type, ())
         results, errors = await self._run_checks(event.id, normalized, checks)
         rejections = [
-            Reason(code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name)
+            Reason(
+                code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name
+            )
             for check, r in zip(checks, results, strict=True)
             if r is not None and r.status is CheckStatus.FAILED
         ]
@@ -137,7 +139,11 @@ class Pipeline:
             return _dead_letter(first, first.reason, received)
         done = [r for r in results if r is not None]
         unverified = [
-            Reason(code=ReasonCode.UPSTREAM_UNVERIFIED, message=f"{r.name}: could not run", check=r.name)
+            Reason(
+                code=ReasonCode.UPSTREAM_UNVERIFIED,
+                message=f"{r.name}: could not run",
+                check=r.name,
+            )
             for r in done
             if r.status is CheckStatus.UNVERIFIED
         ]

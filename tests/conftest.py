@@ -11,7 +11,9 @@ from tests.support.services import kafka_broker, simulator_process
 
 
 @pytest.fixture(scope="session")
-def kafka_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LocalKafka | None]]:
+def kafka_service(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, LocalKafka | None]]:
     """The session's broker: (bootstrap servers, our local broker if we started one)."""
     with kafka_broker(tmp_path_factory.mktemp("kafka")) as service:
         yield service

@@ -131,7 +131,10 @@ def _rejected(rng: random.Random, i: int) -> tuple[str, dict[str, Any]]:
     options: list[tuple[str, dict[str, Any]]] = [
         ("customer.v1", {**customer, "email": f"bounce.{i}@{rng.choice(_DOMAINS)}"}),
         ("customer.v1", {**customer, "company_name": f"Sanctioned Trading {i} LLC"}),
-        ("customer.v1", {**customer, "country": "DE", "vat_id": f"DE{rng.randrange(10**5, 10**6)}000"}),
+        (
+            "customer.v1",
+            {**customer, "country": "DE", "vat_id": f"DE{rng.randrange(10**5, 10**6)}000"},
+        ),
         ("transfer.v1", {**_transfer(rng, crypto=True), "to_account": _wallet(rng, "dead")}),
         ("transfer.v1", {**_transfer(rng, crypto=False), "from_account": _iban(rng, "6666")}),
     ]
@@ -153,7 +156,9 @@ def build_corpus(count: int, *, keys: int = 25, seed: int = 7) -> list[CorpusRec
         roll = rng.random()
         if roll < 0.60:
             rtype = rng.choice(("customer.v1", "transfer.v1"))
-            data = _customer(rng, i) if rtype == "customer.v1" else _transfer(rng, rng.random() < 0.4)
+            data = (
+                _customer(rng, i) if rtype == "customer.v1" else _transfer(rng, rng.random() < 0.4)
+            )
             binary = rng.random() < 0.25
             value, headers = (_binary if binary else _structured)(_event(rid, rtype, data))
             label = f"{rtype}.valid.{'binary' if binary else 'structured'}"
@@ -169,8 +174,8 @@ def build_corpus(count: int, *, keys: int = 25, seed: int = 7) -> list[CorpusRec
             out.append(CorpusRecord(f"{rtype}.rejected", key, value, headers, rid,
                                     "invalid", "upstream.rejected"))  # fmt: skip
         elif roll < 0.91:
-            value = rng.choice((bytes(rng.randrange(256) for _ in range(40)),
-                                b'{"specversion": "1.0", "id": "trunc', b"\xff\xfe\x00garbage"))  # fmt: skip
+            garbage = bytes(rng.randrange(256) for _ in range(40))
+            value = rng.choice((garbage, b'{"specversion": "1.0", "id": "tru', b"\xff\xfe\x00"))
             out.append(CorpusRecord("malformed.bytes", key, value, (), None, "dead-letter",
                                     "decode.failed"))  # fmt: skip
         elif roll < 0.96:

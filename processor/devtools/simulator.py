@@ -273,7 +273,7 @@ def build_app(state: SimulatorState) -> web.Application:
     app[STATE_KEY] = state
     app.router.add_routes([web.post(path, _answer) for path in ANSWERS])
     app.router.add_get("/healthz", _healthz)
-    app.router.add_route("*", "/_control", _control)
+    app.router.add_routes([web.get("/_control", _control), web.post("/_control", _control)])
     app.router.add_get("/_stats", _get_stats)
     app.router.add_post("/_reset", _post_reset)
     return app

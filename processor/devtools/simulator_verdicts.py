@@ -1,6 +1,6 @@
 """The upstream simulator's decisions: its endpoints, verdicts, settings and fault plan.
 
-Everything here is pure (no I/O, no aiohttp): randomness and time come in as a
+Nothing here does I/O or imports aiohttp: randomness and time come in as a
 ``random.Random`` and a monotonic ``clock``, so the demo and the tests can compute every
 answer in advance. ``processor.devtools.simulator`` serves these decisions over HTTP.
 
@@ -247,6 +247,8 @@ class SimulatorSettings:
 
     def with_changes(self, changes: Mapping[str, object]) -> SimulatorSettings:
         """Return a copy with JSON-decoded ``changes`` applied, checked field by field.
+
+        An outage window may also be given in its CLI form, the string ``"START_S:END_S"``.
 
         Raises:
             SettingsError: A field is unknown, of the wrong type, or out of range.

@@ -144,9 +144,13 @@ class UpstreamClient:
                 retry_after_s=parse_retry_after(retry_after),
             )
         if status >= 500:
-            raise UpstreamUnavailable(f"{self.name}: HTTP {status}", upstream=self.name, status=status)
+            raise UpstreamUnavailable(
+                f"{self.name}: HTTP {status}", upstream=self.name, status=status
+            )
         if not 200 <= status < 300:
-            raise UpstreamBadResponse(f"{self.name}: HTTP {status}", upstream=self.name, status=status)
+            raise UpstreamBadResponse(
+                f"{self.name}: HTTP {status}", upstream=self.name, status=status
+            )
         try:
             body = json.loads(raw)
         except ValueError as exc:

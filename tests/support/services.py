@@ -63,7 +63,9 @@ def simulator_process(*args: str) -> Iterator[str]:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the simulator says it listens
         if not line:
-            raise RuntimeError(f"simulator did not start: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(
+                f"simulator did not start: {proc.stderr.read() if proc.stderr else ''}"
+            )
         yield str(json.loads(line)["url"])
     finally:
         proc.terminate()

@@ -11,7 +11,9 @@ import yaml
 from processor.config import Settings, TopicsConfig, load_settings
 from processor.kafka import ensure_topics
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
+EXAMPLE_CONFIG = (
+    Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
+)
 
 
 def unique_topics(prefix: str) -> TopicsConfig:
