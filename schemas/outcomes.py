@@ -76,7 +76,7 @@ REASON_CATALOGUE: Final[dict[ReasonCode, tuple[str, str]]] = {
     ),
     ReasonCode.UPSTREAM_REJECTED: (
         "invalid",
-        "A required upstream check answered a clear no (undeliverable e-mail, sanctions hit, ...).",
+        "An upstream check answered a clear no (undeliverable e-mail, sanctions hit, ...).",
     ),
     ReasonCode.UPSTREAM_UNVERIFIED: (
         "valid",
