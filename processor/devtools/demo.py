@@ -75,6 +75,7 @@ def _simulator() -> Iterator[str]:
         [sys.executable, "-m", "processor.devtools.simulator", "--port", "0",
          "--latency-ms", "3", "--latency-distribution", "exponential", "--seed", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,  # Ctrl-C reaches the processor; we stop this after it drained
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -163,8 +164,10 @@ async def _run(bootstrap: str, simulator_url: str, count: int) -> int:
                     last_at, done_before = now, done
                 progress.update(bar, completed=done)
 
-            await collector.collect(set(coords), timeout_s=300, on_progress=on_progress,
-                                    settle_s=1.0)  # fmt: skip
+            await collector.collect(
+                set(coords), timeout_s=300, on_progress=on_progress, settle_s=1.0,
+                give_up=lambda: proc.returncode is not None,
+            )  # fmt: skip
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=int(os.environ.get("DEMO_RECORDS", 3000)))
     args = parser.parse_args(argv)
     RUN_DIR.mkdir(exist_ok=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     try:
         with _broker() as bootstrap, _simulator() as simulator_url:
             return asyncio.run(_run(bootstrap, simulator_url, args.records))

@@ -100,10 +100,12 @@ class OutcomeCollector:
         timeout_s: float,
         on_progress: Callable[[int], None] | None = None,
         settle_s: float = 0.0,
+        give_up: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Read until every coordinate in ``expected`` has been seen; True if so in time.
 
         ``settle_s`` keeps reading that long after the last one arrives, to catch duplicates.
+        ``give_up`` is asked after every poll; True ends the wait early (the producer died).
         """
         kinds: dict[str, OutcomeTopic] = {
             self.topics.valid: "valid",
@@ -119,7 +121,7 @@ class OutcomeCollector:
         deadline = time.monotonic() + timeout_s
         done_at: float | None = None
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not give_up():
                 batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
                 for tp, msgs in batches.items():
                     for msg in msgs:
