@@ -15,23 +15,28 @@ them down in order on request:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 
-import aiohttp
 import structlog
-from aiokafka.errors import KafkaError
 
 from processor import __version__
 from processor.checks import Check
 from processor.config import Settings
 from processor.consumer import Intake
 from processor.engine import Engine
-from processor.kafka import KafkaUnavailable, make_consumer, make_producer
+from processor.kafka import (
+    Consumer,
+    Producer,
+    flush,
+    make_consumer,
+    make_producer,
+    start_clients,
+    stop_clients,
+)
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
-from processor.upstream import UpstreamClient
+from processor.upstream import UpstreamClient, make_session
 from schemas import RECORD_TYPES
 from schemas.outcomes import ProcessorInfo
 
@@ -63,8 +68,7 @@ class App:
         s = self.settings
         started = time.monotonic()
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with make_session() as session:
             clients = {
                 name: UpstreamClient(name, cfg, session) for name, cfg in s.upstreams.items()
             }
@@ -101,15 +105,7 @@ class App:
                 commit_interval_s=s.engine.commit_interval_s,
                 drain_timeout_s=s.engine.drain_timeout_s,
             )
-            try:
-                await producer.start()
-                await consumer.start()
-            except (KafkaError, OSError) as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise KafkaUnavailable(
-                    f"cannot connect to Kafka at {s.kafka.bootstrap_servers}: {exc!r}"
-                ) from exc
+            await start_clients(producer, consumer)
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,
@@ -138,17 +134,15 @@ class App:
             return 1
         return 1 if engine.fatal is not None else 0
 
-    async def _shutdown(self, intake: Intake, engine: Engine, producer: object,
-                        consumer: object) -> None:  # fmt: skip
+    async def _shutdown(
+        self, intake: Intake, engine: Engine, producer: Producer, consumer: Consumer
+    ) -> None:
         s = self.settings
         drained = await engine.drain(None, s.engine.drain_timeout_s)
         if not drained:
             log.warning("processor.drain_timeout", in_flight=engine.in_flight)
             await engine.cancel_all()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.flush(), s.kafka.flush_timeout_s)  # type: ignore[attr-defined]
+        if not await flush(producer, s.kafka.flush_timeout_s):
+            log.warning("processor.flush_incomplete")
         await intake.commit()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(consumer.stop(), 30)  # type: ignore[attr-defined]
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(producer.stop(), 30)  # type: ignore[attr-defined]
+        await stop_clients(producer, consumer)

@@ -136,10 +136,12 @@ class Engine:
         try:
             while lane:
                 record = lane[0]
+                # the bookkeeping of the assignment this record was taken under
+                state = self._partitions.get((record.topic, record.partition))
                 async with self._slots:
                     outcome = await self._pipeline.process(record)
                     ack = await self._publisher.publish(record, outcome)
-                ack.add_done_callback(functools.partial(self._acked, record, outcome))
+                ack.add_done_callback(functools.partial(self._acked, state, record, outcome))
                 lane.popleft()
         except asyncio.CancelledError:
             pass  # partition revoked or shutdown deadline passed: the next owner redoes it
@@ -150,14 +152,19 @@ class Engine:
                 del self._lanes[key]
                 del self._lane_tasks[key]
 
-    def _acked(self, record: InputRecord, outcome: Outcome, future: asyncio.Future[Any]) -> None:
+    def _acked(
+        self,
+        state: PartitionOffsets | None,
+        record: InputRecord,
+        outcome: Outcome,
+        future: asyncio.Future[Any],
+    ) -> None:
         if future.cancelled() or future.exception() is not None:
             err = future.exception() if not future.cancelled() else None
             self._fail(PublishError(f"outcome not acknowledged: {err!r}"))
             return
-        state = self._partitions.get((record.topic, record.partition))
-        if state is None:  # revoked meanwhile; the new owner redoes it
-            return
+        if state is None or self._partitions.get((record.topic, record.partition)) is not state:
+            return  # released (and maybe re-assigned) meanwhile: the current owner redoes it
         state.finish(record.offset)
         self._in_flight -= 1
         self.finished_total += 1

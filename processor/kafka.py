@@ -19,6 +19,11 @@ from processor.config import KafkaConfig
 from processor.errors import ProcessorError
 
 ADMIN_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+
+#: The client types, for modules that hold clients but must not import aiokafka.
+Producer = AIOKafkaProducer
+Consumer = AIOKafkaConsumer
 
 
 class KafkaUnavailable(ProcessorError):
@@ -52,6 +57,37 @@ def make_consumer(config: KafkaConfig, max_partition_fetch_bytes: int) -> AIOKaf
         request_timeout_ms=config.request_timeout_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
     )
+
+
+async def start_clients(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+    """Start both clients (bootstrap, metadata).
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached; nothing is left running.
+    """
+    try:
+        await producer.start()
+        await consumer.start()
+    except (KafkaError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+
+
+async def flush(producer: AIOKafkaProducer, timeout_s: float) -> bool:
+    """Wait until every queued record is acknowledged or failed; False on timeout/error."""
+    try:
+        await asyncio.wait_for(producer.flush(), timeout_s)
+    except (KafkaError, TimeoutError):
+        return False
+    return True
+
+
+async def stop_clients(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+    """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
+    for client in (consumer, producer):
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
 
 
 async def ensure_topics(

@@ -1,5 +1,11 @@
 """Calls to upstream HTTP APIs: the transport client and (later) its resilience policies."""
 
-from processor.upstream.client import Caller, UpstreamClient, UpstreamRequest, UpstreamResponse
+from processor.upstream.client import (
+    Caller,
+    UpstreamClient,
+    UpstreamRequest,
+    UpstreamResponse,
+    make_session,
+)
 
-__all__ = ["Caller", "UpstreamClient", "UpstreamRequest", "UpstreamResponse"]
+__all__ = ["Caller", "UpstreamClient", "UpstreamRequest", "UpstreamResponse", "make_session"]

@@ -75,6 +75,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def make_session() -> aiohttp.ClientSession:
+    """The HTTP session all upstream clients share (per-upstream semaphores bound it)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))
+
+
 class UpstreamClient:
     """The transport for one upstream: a semaphore-bounded aiohttp session user."""
 

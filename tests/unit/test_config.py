@@ -1,0 +1,257 @@
+"""Tests of configuration loading: YAML, environment overrides, errors naming keys, the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import structlog
+import yaml
+
+from processor.cli import main
+from processor.config import Settings, load_settings
+from processor.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
+SECRET = "s3cret-token"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove any processor or Kafka variables the host environment may carry."""
+    for name in list(os.environ):
+        if name.startswith("PROCESSOR_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put structlog and the root logger back as they were after the CLI configured them."""
+    saved_structlog = structlog.get_config()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    structlog.configure(**saved_structlog)
+    root.handlers[:] = saved_handlers
+    root.setLevel(saved_level)
+
+
+def _write(tmp_path: Path, data: Any, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def _example() -> dict[str, Any]:
+    loaded = yaml.safe_load(EXAMPLE.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_the_example_config_loads() -> None:
+    """The annotated example in deploy/config loads and its values reach the settings."""
+    settings = load_settings(EXAMPLE)
+    assert settings.kafka.topics.dead_letter == "records.dlq"
+    assert settings.engine.max_concurrency == 256
+    assert set(settings.upstreams) == {"email", "vat", "sanctions"}
+    assert [c.name for c in settings.checks["customer.v1"]] == [
+        "email_deliverable",
+        "vat_registered",
+        "sanctions_company",
+    ]
+
+
+def test_no_file_gives_the_defaults() -> None:
+    """Without a file the settings are the documented defaults."""
+    settings = load_settings(None)
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.engine.ordering == "key"
+    assert settings.checks == {}
+
+
+def test_a_processor_env_variable_overrides_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROCESSOR_ENGINE__MAX_CONCURRENCY replaces the file's value and leaves its siblings."""
+    monkeypatch.setenv("PROCESSOR_ENGINE__MAX_CONCURRENCY", "7")
+    settings = load_settings(EXAMPLE)
+    assert settings.engine.max_concurrency == 7
+    assert settings.engine.max_in_flight == 5000
+
+
+def test_kafka_bootstrap_servers_overrides_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAFKA_BOOTSTRAP_SERVERS replaces kafka.bootstrap_servers from the file."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092")
+    settings = load_settings(EXAMPLE)
+    assert settings.kafka.bootstrap_servers == "broker-a:9092"
+    assert settings.kafka.group_id == "record-processor"
+
+
+def test_the_processor_kafka_variable_wins_over_kafka_bootstrap_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PROCESSOR_KAFKA__BOOTSTRAP_SERVERS takes precedence over KAFKA_BOOTSTRAP_SERVERS."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-a:9092")
+    monkeypatch.setenv("PROCESSOR_KAFKA__BOOTSTRAP_SERVERS", "broker-b:9092")
+    settings = load_settings(EXAMPLE)
+    assert settings.kafka.bootstrap_servers == "broker-b:9092"
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "key"),
+    [
+        ("engine", {"max_concurrency": 0}, "engine.max_concurrency"),
+        ("engine", {"ordering": "random"}, "engine.ordering"),
+        ("engine", {"max_in_flight": 10}, "max_in_flight_per_partition"),
+        ("kafka", {"auto_offset_reset": "middle"}, "kafka.auto_offset_reset"),
+        ("kafka", {"topics": {"input": ["a"]}}, "kafka.topics.input"),
+        ("kafka", {"partitions": 3}, "kafka.partitions"),
+        ("upstreams", {"email": {"base_url": "not a url"}}, "upstreams.email.base_url"),
+        ("upstreams", {"email": {"base_url": "http://h", "auth": {"kind": "bearer"}}}, "auth"),
+        ("validation", {"unknown_fields": "ignore"}, "validation.unknown_fields"),
+    ],
+)
+def test_a_bad_value_is_a_config_error_naming_its_key(
+    tmp_path: Path, section: str, change: dict[str, Any], key: str
+) -> None:
+    """An invalid value raises ConfigError whose message names the offending key path."""
+    data = _example()
+    data[section] = {**data[section], **change}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    assert key in str(caught.value)
+
+
+def test_a_bad_environment_value_is_a_config_error_naming_its_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad value from the environment is reported under the key it overrides."""
+    monkeypatch.setenv("PROCESSOR_ENGINE__MAX_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match=r"engine\.max_concurrency"):
+        load_settings(EXAMPLE)
+
+
+def test_a_check_referring_to_an_unknown_upstream_names_it(tmp_path: Path) -> None:
+    """A check whose upstream is not configured is rejected, naming check and upstream."""
+    data = _example()
+    data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    message = str(caught.value)
+    assert "checks.customer.v1.email_deliverable.upstream" in message
+    assert "'nowhere'" in message
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"order.v9": []}, "checks.order.v9: unknown record type"),
+        (
+            {
+                "customer.v1": [
+                    {"name": "a", "upstream": "email", "path": "/x", "body": {"e": "shoe_size"},
+                     "pass_field": "ok"},
+                ]
+            },
+            "customer.v1 has no field 'shoe_size'",
+        ),
+    ],
+)  # fmt: skip
+def test_checks_must_refer_to_known_record_types_and_fields(
+    tmp_path: Path, checks: dict[str, Any], expected: str
+) -> None:
+    """Checks for unknown record types or naming unknown fields are rejected by name."""
+    data = {"upstreams": {"email": {"base_url": "http://127.0.0.1:1"}}, "checks": checks}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    assert expected in str(caught.value)
+
+
+def test_an_unknown_top_level_key_is_rejected(tmp_path: Path) -> None:
+    """A misspelt top-level section is an error naming it, not silently ignored."""
+    data = {**_example(), "engin": {"max_concurrency": 3}}
+    with pytest.raises(ConfigError, match="engin: Extra inputs are not permitted"):
+        load_settings(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n- b\n", "must hold a mapping"),
+        ("just a string\n", "must hold a mapping"),
+        ("engine: {max_concurrency: [\n", "not valid YAML"),
+    ],
+)
+def test_a_file_that_is_not_a_yaml_mapping_is_a_config_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """A YAML list, scalar or syntax error is reported as a ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    """An empty YAML file is an empty mapping, so the defaults apply."""
+    settings = load_settings(_write(tmp_path, ""))
+    assert settings.engine.max_concurrency == 256
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A config path that does not exist is a ConfigError naming the file."""
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"cannot read config file .*nope\.yaml"):
+        load_settings(missing)
+
+
+@pytest.mark.parametrize(
+    ("target", "field", "value"),
+    [("settings", "name", "other"), ("engine", "max_concurrency", 1), ("kafka", "group_id", "g")],
+)
+def test_the_settings_are_frozen(target: str, field: str, value: object) -> None:
+    """Neither the settings nor their sections can be changed after loading."""
+    settings = load_settings(EXAMPLE)
+    obj: pydantic.BaseModel = settings if target == "settings" else getattr(settings, target)
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        setattr(obj, field, value)
+    assert getattr(obj, field) != value
+
+
+def test_the_settings_type_forbids_extra_fields() -> None:
+    """Settings declares frozen, extra-forbidding configuration."""
+    assert Settings.model_config.get("frozen") is True
+    assert Settings.model_config.get("extra") == "forbid"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_check_config_exits_2_and_names_the_bad_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check-config on a bad file exits 2 and prints the offending key on stderr."""
+    bad = _write(tmp_path, {"engine": {"max_concurrency": 0}})
+    assert main(["check-config", "--config", str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert "engine.max_concurrency" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_check_config_prints_the_effective_config_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """check-config on a good file exits 0 and prints JSON with every secret masked."""
+    data = _example()
+    data["upstreams"]["email"]["auth"] = {"kind": "bearer", "token": SECRET}
+    good = _write(tmp_path, data)
+    assert main(["check-config", "--config", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    printed = json.loads(out)
+    assert printed["upstreams"]["email"]["auth"]["kind"] == "bearer"
+    assert printed["upstreams"]["email"]["auth"]["token"] != SECRET
+    assert printed["engine"]["max_concurrency"] == 256
+    assert load_settings(good).upstreams["email"].auth.secret() == SECRET
