@@ -74,11 +74,13 @@ class Intake:
         """Poll until :meth:`stop` or a fatal engine error."""
         next_commit = time.monotonic() + self._commit_interval_s
         while not self._stop.is_set() and self._engine.fatal is None:
+            if time.monotonic() >= next_commit:  # also while intake is paused
+                await self.commit()
+                next_commit = time.monotonic() + self._commit_interval_s
             self._apply_backpressure()
-            room = min(self._engine.capacity(), self._fetch_max_records)
-            if room == 0:
-                await self._engine.wait_progress(self._poll_timeout_ms / 1000)
-                continue
+            # Poll even when full: every partition is paused then, so nothing comes back,
+            # but the group sees us alive (max_poll_interval_ms).
+            room = max(1, min(self._engine.capacity(), self._fetch_max_records))
             batches = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=room
             )
@@ -88,9 +90,6 @@ class Intake:
                 for record in records:
                     self._engine.submit(record)
                 self.consumed_total += len(records)
-            if time.monotonic() >= next_commit:
-                await self.commit()
-                next_commit = time.monotonic() + self._commit_interval_s
 
     def _apply_backpressure(self) -> None:
         engine = self._engine
