@@ -34,9 +34,15 @@ from processor.kafka import (
     start_clients,
     stop_clients,
 )
+from processor.metrics import Metrics
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
-from processor.upstream import UpstreamClient, make_session
+from processor.upstream import Session, UpstreamClient, make_session
+from processor.upstream.breaker import CircuitBreaker
+from processor.upstream.cache import ResponseCache
+from processor.upstream.limiter import TokenBucket
+from processor.upstream.resilient import ResilientCaller
+from processor.waits import WaitBoard
 from schemas import RECORD_TYPES
 from schemas.outcomes import ProcessorInfo
 
@@ -46,8 +52,9 @@ log = structlog.get_logger("processor.app")
 class App:
     """One processor instance: one consumer in the group."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._stop = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
 
@@ -57,21 +64,37 @@ class App:
 
     def _count(self, outcome: Outcome) -> None:
         if isinstance(outcome, DeadLetter):
-            self.outcomes[f"dead-letter:{outcome.reason.value}"] += 1
+            topic, code = "dead-letter", outcome.reason.value
         else:
             doc = outcome.document
-            code = doc.reasons[0].code.value if doc.reasons else "ok"
-            self.outcomes[f"{doc.outcome}:{code}"] += 1
+            topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
+        self.outcomes[f"{topic}:{code}"] += 1
+        self.metrics.outcomes.labels(topic, code).inc()
+
+    def _callers(self, session: Session, board: WaitBoard) -> dict[str, ResilientCaller]:
+        callers = {}
+        for name, cfg in self.settings.upstreams.items():
+            observer = self.metrics.upstream(name)
+            callers[name] = ResilientCaller(
+                UpstreamClient(name, cfg, session),
+                retry=cfg.retry,
+                breaker=CircuitBreaker(
+                    name, cfg.breaker, board, on_change=observer.breaker_changed
+                ),
+                limiter=TokenBucket(cfg.rate_limit_rps, cfg.rate_limit_burst),
+                cache=ResponseCache(cfg.cache.ttl_s, cfg.cache.max_entries),
+                observer=observer,
+            )
+        return callers
 
     async def run(self) -> int:
         """Run until :meth:`request_stop` or a fatal error; return the exit code."""
         s = self.settings
         started = time.monotonic()
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
+        board = WaitBoard()
         async with make_session() as session:
-            clients = {
-                name: UpstreamClient(name, cfg, session) for name, cfg in s.upstreams.items()
-            }
+            clients = self._callers(session, board)
             checks = {
                 rtype: [Check(c, clients[c.upstream]) for c in cfgs]
                 for rtype, cfgs in s.checks.items()
@@ -104,6 +127,8 @@ class App:
                 poll_timeout_ms=s.engine.poll_timeout_ms,
                 commit_interval_s=s.engine.commit_interval_s,
                 drain_timeout_s=s.engine.drain_timeout_s,
+                board=board,
+                metrics=self.metrics,
             )
             await start_clients(producer, consumer)
             intake.subscribe()

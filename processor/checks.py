@@ -64,7 +64,7 @@ class Check:
                 raise
             return self._result(
                 CheckStatus.UNVERIFIED,
-                attempts=1,
+                attempts=exc.attempts,
                 latency_ms=0.0,
                 http_status=exc.status,
                 evidence={"error": exc.reason.value, "message": _bounded(str(exc))},

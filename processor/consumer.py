@@ -19,6 +19,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.engine import TP, Engine
+from processor.metrics import Metrics
+from processor.waits import WaitBoard
 
 log = structlog.get_logger("processor.consumer")
 
@@ -47,8 +49,12 @@ class Intake:
         poll_timeout_ms: int,
         commit_interval_s: float,
         drain_timeout_s: float,
+        board: WaitBoard,
+        metrics: Metrics,
     ) -> None:
         self._consumer = consumer
+        self._board = board
+        self._metrics = metrics
         self._engine = engine
         self._topic = topic
         self._fetch_max_records = fetch_max_records
@@ -90,20 +96,28 @@ class Intake:
                 for record in records:
                     self._engine.submit(record)
                 self.consumed_total += len(records)
+                self._metrics.records_consumed.inc(len(records))
 
     def _apply_backpressure(self) -> None:
         engine = self._engine
-        want = set(engine.assigned) if engine.capacity() == 0 else engine.partitions_over_cap()
+        assigned = set(engine.assigned)
+        waiting = self._board.blocked()
+        blocked = {tp for tp in assigned if tp in waiting}
+        want = assigned if engine.capacity() == 0 else engine.partitions_over_cap() | blocked
         pause, resume = want - self._paused, self._paused - want
         if pause:
             self._consumer.pause(*(TopicPartition(t, p) for t, p in pause))
-            log.debug("intake.paused", partitions=sorted(pause))
+            log.info("intake.paused", partitions=sorted(pause), waiting_on_upstream=len(blocked),
+                     in_flight=engine.in_flight)  # fmt: skip
         if resume:
             assignment = self._consumer.assignment()
             live = [TopicPartition(t, p) for t, p in resume]
             self._consumer.resume(*(tp for tp in live if tp in assignment))
-            log.debug("intake.resumed", partitions=sorted(resume))
+            log.info("intake.resumed", partitions=sorted(resume), in_flight=engine.in_flight)
         self._paused = want
+        self._metrics.paused_partitions.set(len(want))
+        self._metrics.blocked_partitions.set(len(blocked))
+        self._metrics.in_flight.set(engine.in_flight)
 
     async def commit(self, partitions: set[TP] | None = None) -> bool:
         """Commit the watermark of each (given) partition that advanced.

@@ -32,8 +32,11 @@ from processor.offsets import PartitionOffsets
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid
 from processor.pipeline import Pipeline
 from processor.records import InputRecord
+from processor.waits import CURRENT_PARTITION
 
 TP = tuple[str, int]
+#: A lane: its partition first, then the key (or offset) that orders records within it.
+LaneKey = tuple[Hashable, ...]
 log = structlog.get_logger("processor.engine")
 
 
@@ -59,8 +62,8 @@ class Engine:
         self.max_in_flight_per_partition = max_in_flight_per_partition
         self._on_outcome = on_outcome
         self._partitions: dict[TP, PartitionOffsets] = {}
-        self._lanes: dict[Hashable, deque[InputRecord]] = {}
-        self._lane_tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._lanes: dict[LaneKey, deque[InputRecord]] = {}
+        self._lane_tasks: dict[LaneKey, asyncio.Task[None]] = {}
         self._in_flight = 0
         self._progress = asyncio.Event()
         self.fatal: BaseException | None = None
@@ -79,7 +82,7 @@ class Engine:
             if state is not None:
                 self._in_flight -= state.in_flight
         for lane_key, task in list(self._lane_tasks.items()):
-            if lane_key[0] in gone:  # type: ignore[index]
+            if lane_key[0] in gone:
                 task.cancel()
 
     def offsets(self, tp: TP) -> PartitionOffsets | None:
@@ -112,7 +115,7 @@ class Engine:
             await asyncio.wait_for(self._progress.wait(), timeout_s)
 
     # -- intake -----------------------------------------------------------------------
-    def _lane_key(self, record: InputRecord) -> Hashable:
+    def _lane_key(self, record: InputRecord) -> LaneKey:
         tp = (record.topic, record.partition)
         if self._ordering == "partition":
             return (tp,)
@@ -132,7 +135,8 @@ class Engine:
             self._lane_tasks[key] = asyncio.create_task(self._run_lane(key, lane))
         lane.append(record)
 
-    async def _run_lane(self, key: Hashable, lane: deque[InputRecord]) -> None:
+    async def _run_lane(self, key: LaneKey, lane: deque[InputRecord]) -> None:
+        CURRENT_PARTITION.set(key[0])  # a lane never leaves its partition
         try:
             while lane:
                 record = lane[0]

@@ -66,6 +66,8 @@ class UpstreamError(ProcessorError):
         super().__init__(message)
         self.upstream = upstream
         self.status = status
+        #: Attempts made before giving up (set by the retry policy).
+        self.attempts = 1
 
 
 class UpstreamTimeout(UpstreamError):

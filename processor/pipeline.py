@@ -48,6 +48,7 @@ def _dead_letter(exc: Exception, reason: ReasonCode, first_failure: datetime) ->
         reason=reason,
         error_class=type(exc).__name__,
         message=str(exc),
+        attempts=getattr(exc, "attempts", 1),
         first_failure_at=first_failure,
     )
 

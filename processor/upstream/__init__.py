@@ -1,11 +1,20 @@
-"""Calls to upstream HTTP APIs: the transport client and (later) its resilience policies."""
+"""Calls to upstream HTTP APIs: the transport client (``client``) and the resilience around
+it (``limiter``, ``breaker``, ``cache``, ``resilient``)."""
 
 from processor.upstream.client import (
     Caller,
+    Session,
     UpstreamClient,
     UpstreamRequest,
     UpstreamResponse,
     make_session,
 )
 
-__all__ = ["Caller", "UpstreamClient", "UpstreamRequest", "UpstreamResponse", "make_session"]
+__all__ = [
+    "Caller",
+    "Session",
+    "UpstreamClient",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "make_session",
+]

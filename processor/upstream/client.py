@@ -75,6 +75,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+#: The session type, for modules that hold one but must not import aiohttp.
+Session = aiohttp.ClientSession
+
+
 def make_session() -> aiohttp.ClientSession:
     """The HTTP session all upstream clients share (per-upstream semaphores bound it)."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300))

@@ -1,0 +1,90 @@
+"""Prometheus metrics: stable names, low-cardinality labels, one registry per process.
+
+The registry is created by the composition root and passed in (no default-registry
+globals), so tests read exactly the metrics of the app they run.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from processor.upstream.breaker import BreakerState
+
+_BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+class Metrics:
+    """Every metric the processor exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records_consumed = Counter(
+            "processor_records_consumed", "Records taken from the input topic.", registry=r
+        )
+        self.outcomes = Counter(
+            "processor_outcomes", "Outcomes acknowledged by the broker.", ["topic", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self.in_flight = Gauge("processor_in_flight_records", "Taken, not yet acked.", registry=r)
+        self.paused_partitions = Gauge(
+            "processor_paused_partitions", "Input partitions paused now.", registry=r
+        )
+        self.blocked_partitions = Gauge(
+            "processor_blocked_partitions",
+            "Input partitions paused because records wait on an open breaker.",
+            registry=r,
+        )
+        self.upstream_calls = Counter(
+            "processor_upstream_calls", "Upstream HTTP attempts by how they ended.",
+            ["upstream", "status_class"], registry=r,
+        )  # fmt: skip
+        self.upstream_latency = Histogram(
+            "processor_upstream_call_seconds", "Upstream attempt latency.", ["upstream"],
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )  # fmt: skip
+        self.upstream_retries = Counter(
+            "processor_upstream_retries", "Retries scheduled, by what failed.",
+            ["upstream", "reason"], registry=r,
+        )  # fmt: skip
+        self.upstream_cache = Counter(
+            "processor_upstream_cache", "Cache lookups: hit, coalesced (joined), miss.",
+            ["upstream", "result"], registry=r,
+        )  # fmt: skip
+        self.limiter_wait = Histogram(
+            "processor_rate_limiter_wait_seconds", "Time waited for a rate-limit token.",
+            ["upstream"], registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10),
+        )  # fmt: skip
+        self.breaker_state = Gauge(
+            "processor_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+
+    def upstream(self, name: str) -> UpstreamMetrics:
+        return UpstreamMetrics(self, name)
+
+
+class UpstreamMetrics:
+    """The metrics of one upstream (an ``UpstreamObserver``)."""
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._m = metrics
+        self._name = name
+        metrics.breaker_state.labels(name).set(0)
+
+    def call_ended(self, status_class: str, latency_s: float) -> None:
+        self._m.upstream_calls.labels(self._name, status_class).inc()
+        self._m.upstream_latency.labels(self._name).observe(latency_s)
+
+    def retry_scheduled(self, reason: str) -> None:
+        self._m.upstream_retries.labels(self._name, reason).inc()
+
+    def cache(self, result: str) -> None:
+        self._m.upstream_cache.labels(self._name, result).inc()
+
+    def limiter_waited(self, seconds: float) -> None:
+        self._m.limiter_wait.labels(self._name).observe(seconds)
+
+    def breaker_changed(self, state: BreakerState) -> None:
+        self._m.breaker_state.labels(self._name).set(_BREAKER_VALUE[state])

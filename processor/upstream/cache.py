@@ -1,0 +1,65 @@
+"""Answers kept for a while, and identical calls in flight shared.
+
+Keyed by what is asked (upstream, method, path, canonical JSON body), not by record: a
+duplicate record, or another record with the same e-mail, gets the same answer without a
+second call. Only 2xx answers are kept. The cache is an LRU bounded by ``max_entries``,
+each entry living ``ttl_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from processor.upstream.client import UpstreamRequest, UpstreamResponse
+
+
+def request_key(request: UpstreamRequest) -> str:
+    """What identifies a request's answer: method, path and the canonical body."""
+    body = json.dumps(request.json_body, sort_keys=True, separators=(",", ":"))
+    return f"{request.method} {request.path} {body}"
+
+
+class ResponseCache:
+    """A TTL + LRU map from request key to a 2xx answer."""
+
+    def __init__(
+        self, ttl_s: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, UpstreamResponse]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> UpstreamResponse | None:
+        if not self._ttl_s:
+            return None
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        expires, response = hit
+        if expires <= self._clock():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return response
+
+    def put(self, key: str, response: UpstreamResponse) -> None:
+        if not self._ttl_s:
+            return
+        self._entries[key] = (self._clock() + self._ttl_s, response)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+def mark_retrieved(future: Any) -> None:
+    """Mark a shared future's exception as retrieved (no one may be waiting on it)."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,161 @@
+"""The resilience policy around one upstream's transport: cache, coalescing, breaker,
+rate limit, retries. It is a :class:`~processor.upstream.client.Caller` itself.
+
+Per call: a cached answer is returned at once; an identical call already in flight is
+joined; otherwise, per attempt: wait for the breaker to admit (an open breaker makes the
+record wait, its partition paused), wait for a rate-limit token, call. Transient failures
+(``retriable``: timeouts, connection errors, 5xx, 429) are retried with exponential
+backoff and full jitter, a 429's ``Retry-After`` holding every caller of the upstream. The
+record gives up (its check raises, and it is dead-lettered) only when ``max_attempts`` or
+the time ``budget_s`` is spent while the upstream was answering: waiting for an open
+breaker and for rate-limit tokens does not count, nor do failed half-open probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Protocol
+
+import structlog
+
+from processor.config import RetryConfig
+from processor.errors import UpstreamError, UpstreamRateLimited
+from processor.upstream.breaker import BreakerState, CircuitBreaker
+from processor.upstream.cache import ResponseCache, mark_retrieved, request_key
+from processor.upstream.client import Caller, UpstreamRequest, UpstreamResponse
+from processor.upstream.limiter import TokenBucket
+
+log = structlog.get_logger("processor.upstream")
+
+
+class UpstreamObserver(Protocol):
+    """Where the resilience layer reports what it did (metrics implement it)."""
+
+    def call_ended(self, status_class: str, latency_s: float) -> None: ...
+    def retry_scheduled(self, reason: str) -> None: ...
+    def cache(self, result: str) -> None: ...
+    def limiter_waited(self, seconds: float) -> None: ...
+    def breaker_changed(self, state: BreakerState) -> None: ...
+
+
+def status_class(exc: UpstreamError | None) -> str:
+    """A low-cardinality label for how a call ended."""
+    if exc is None:
+        return "2xx"
+    if isinstance(exc, UpstreamRateLimited):
+        return "429"
+    if exc.status is not None:
+        return f"{exc.status // 100}xx"
+    return exc.reason.value.removeprefix("upstream.")
+
+
+class ResilientCaller:
+    """Cache → coalesce → (breaker → limiter → transport, retried) for one upstream."""
+
+    def __init__(
+        self,
+        transport: Caller,
+        *,
+        retry: RetryConfig,
+        breaker: CircuitBreaker,
+        limiter: TokenBucket,
+        cache: ResponseCache,
+        observer: UpstreamObserver,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.name = transport.name
+        self._transport = transport
+        self._retry = retry
+        self._breaker = breaker
+        self._limiter = limiter
+        self._cache = cache
+        self.mark_retrievedr = observer
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._sleep = sleep
+        self._in_flight: dict[str, asyncio.Future[UpstreamResponse]] = {}
+
+    async def call(self, request: UpstreamRequest) -> UpstreamResponse:
+        key = request_key(request)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.mark_retrievedr.cache("hit")
+            return replace(cached, attempts=0)
+        shared = self._in_flight.get(key)
+        if shared is not None:
+            self.mark_retrievedr.cache("coalesced")
+            try:
+                return replace(await asyncio.shield(shared), attempts=0)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not shared.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the call we joined was cancelled (its record's partition was revoked):
+                # make our own
+        self.mark_retrievedr.cache("miss")
+        future: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(mark_retrieved)
+        self._in_flight[key] = future
+        try:
+            response = await self._with_retries(request)
+        except UpstreamError as exc:
+            future.set_exception(exc)
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+        self._cache.put(key, response)
+        future.set_result(response)
+        return response
+
+    def _backoff_s(self, attempt: int) -> float:
+        cap = min(self._retry.backoff_max_s, self._retry.backoff_initial_s * 2 ** (attempt - 1))
+        return self._rng.uniform(0, cap)
+
+    async def _with_retries(self, request: UpstreamRequest) -> UpstreamResponse:
+        attempts = 0
+        spent_s = 0.0
+        while True:
+            probe = await self._breaker.admit()
+            waited = await self._limiter.acquire()
+            if waited:
+                self.mark_retrievedr.limiter_waited(waited)
+            started = self._clock()
+            try:
+                response = await self._transport.call(request)
+            except UpstreamError as exc:
+                took = self._clock() - started
+                self.mark_retrievedr.call_ended(status_class(exc), took)
+                outage = exc.retriable and not isinstance(exc, UpstreamRateLimited)
+                self._breaker.record(probe, True if outage else None)
+                if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
+                    self._limiter.hold_until(self._clock() + exc.retry_after_s)
+                if not (probe and outage):  # a failed probe is the outage's, not the record's
+                    attempts += 1
+                    spent_s += took
+                exc.attempts = attempts
+                if not exc.retriable or attempts >= self._retry.max_attempts:
+                    raise
+                delay = self._backoff_s(attempts)
+                if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
+                    delay = max(delay, exc.retry_after_s)
+                if spent_s + delay > self._retry.budget_s:
+                    raise
+                self.mark_retrievedr.retry_scheduled(status_class(exc))
+                log.info("upstream.retry_scheduled", upstream=self.name, attempt=attempts,
+                         delay_s=round(delay, 3), error=exc.reason.value)  # fmt: skip
+                await self._sleep(delay)
+                spent_s += delay
+                continue
+            self.mark_retrievedr.call_ended("2xx", self._clock() - started)
+            self._breaker.record(probe, False)
+            return replace(response, attempts=attempts + 1)
