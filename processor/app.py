@@ -78,6 +78,7 @@ class App:
             callers[name] = ResilientCaller(
                 UpstreamClient(name, cfg, session),
                 retry=cfg.retry,
+                max_concurrency=cfg.max_concurrency,
                 breaker=CircuitBreaker(
                     name, cfg.breaker, board, on_change=observer.breaker_changed
                 ),

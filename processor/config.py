@@ -117,7 +117,7 @@ class RetryConfig(_Frozen):
     """Retries of transient failures (timeouts, connection errors, 5xx, 429).
 
     Backoff is exponential with full jitter: attempt n waits uniform(0, min(backoff_max_s,
-    backoff_initial_s * 2**n)), or the upstream's Retry-After when it is longer. The
+    backoff_initial_s * 2**(n-1))), or the upstream's Retry-After when it is longer. The
     budget counts time spent calling and backing off, not time waiting for an open breaker:
     a record is dead-lettered only if it failed while the upstream was answering.
     """

@@ -175,7 +175,7 @@ class Engine:
         self._progress.set()
         self._on_outcome(outcome)
         if isinstance(outcome, DeadLetter):
-            log.warning(
+            log.info(
                 "record.dead_lettered", topic=record.topic, partition=record.partition,
                 offset=record.offset, reason=outcome.reason.value, error=outcome.error_class,
             )  # fmt: skip

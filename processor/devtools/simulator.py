@@ -2,7 +2,7 @@
 
 Used by the demo, integration tests, benchmarks and fault tests. ``simulator_verdicts``
 documents and decides (purely) the endpoints, verdicts, settings and faults; this module
-serves them, keeps the stats, and runs in-process (``start_simulator``) or on its own::
+serves them, and runs in-process (``start_simulator``) or on its own::
 
     python -m processor.devtools.simulator --port 0 --latency-ms 5 --outage-window 10:20
 
@@ -11,7 +11,8 @@ line once it listens, and stops cleanly on SIGTERM/SIGINT.
 
 Control endpoints, never counted in the stats: ``GET /healthz``; ``GET /_control`` (the
 settings); ``POST /_control`` (change the fields given; ``outage_for_s`` starts an outage
-now, 0 ends it); ``POST /_reset`` (zero the stats); ``GET /_stats``, which returns::
+now, 0 ends it); ``POST /_reset`` (zero the stats and empty the request log); ``GET /_stats``,
+which returns::
 
     {"requests_total": int, "in_flight": int, "max_in_flight": int,
      "by_endpoint": {path: {"200" | "429" | ... | "refused": count}},
@@ -21,9 +22,14 @@ now, 0 ends it); ``POST /_reset`` (zero the stats); ``GET /_stats``, which retur
      "first_request_at": float | null, "last_request_at": float | null,
      "last_429_at": {path: float}}
 
-Memory is bounded: unknown paths are counted under ``"other"``, ``by_second`` keeps the
-last 3,600 seconds per path, and at most 2,000,000 distinct ``Idempotency-Key`` values are
-kept (past that, ``idempotency_keys_capped`` turns true and the count is a lower bound).
+and ``GET /_requests?path=<path>``, the log of each counted request in arrival order, as
+``[arrival, status]``: arrival in monotonic seconds since the server started, taken before
+faults and latency; status an int, ``"refused"``, or null while in flight or if cancelled::
+
+    {"path": path, "requests": [[float, int | "refused" | null], ...]}
+
+or, without ``path``, ``{"by_path": {path: [[float, status], ...]}}``. Unknown paths are
+counted and logged under ``"other"``; ``simulator_stats`` owns the stats and their bounds.
 """
 
 from __future__ import annotations
@@ -36,12 +42,13 @@ import random
 import signal
 import sys
 import time
-from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from aiohttp import web
 
+from processor.devtools.simulator_stats import SimulatorStats as SimulatorStats  # re-exported
+from processor.devtools.simulator_stats import Status
 from processor.devtools.simulator_verdicts import (
     ANSWERS,
     LATENCY_DISTRIBUTIONS,
@@ -55,93 +62,11 @@ from processor.devtools.simulator_verdicts import (
 )
 
 LOOPBACK_HOST: Final = "127.0.0.1"
-IDEMPOTENCY_KEYS_CAP: Final = 2_000_000
-BY_SECOND_WINDOW_S: Final = 3_600
 OTHER_PATH: Final = "other"
-_CONTROL_PATHS: Final = frozenset({"/_stats", "/_control", "/_reset", "/healthz"})
+_CONTROL_PATHS: Final = frozenset({"/_stats", "/_requests", "/_control", "/_reset", "/healthz"})
 
 Sleep = Callable[[float], Awaitable[None]]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class SimulatorStats:
-    """Counts what the simulated upstream saw, in bounded memory (see the module docstring).
-
-    Counter insertion order is time order (bar wall-clock steps back), which lets
-    ``by_second`` evict its oldest seconds from the front.
-    """
-
-    def __init__(self) -> None:
-        """Start with zeroed counters and nothing in flight."""
-        self._in_flight = 0
-        self.reset()
-
-    def reset(self) -> None:
-        """Zero the counters; requests still in flight stay counted in ``in_flight``."""
-        self._requests_total = 0
-        self._max_in_flight = self._in_flight
-        self._by_endpoint: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        self._idempotency_keys: set[str] = set()
-        self._idempotency_keys_capped = False
-        self._without_idempotency_key = 0
-        self._authorized = 0
-        self._by_second: defaultdict[str, Counter[int]] = defaultdict(Counter)
-        self._first_request_at: float | None = None
-        self._last_request_at: float | None = None
-        self._last_429_at: dict[str, float] = {}
-
-    def started(self, path: str, headers: Mapping[str, str], now_s: float) -> None:
-        """Count a request to ``path`` arriving at wall-clock ``now_s``."""
-        self._requests_total += 1
-        self._in_flight += 1
-        self._max_in_flight = max(self._max_in_flight, self._in_flight)
-        key = headers.get("Idempotency-Key")
-        if key is None:
-            self._without_idempotency_key += 1
-        elif len(self._idempotency_keys) < IDEMPOTENCY_KEYS_CAP:
-            self._idempotency_keys.add(key)
-        elif key not in self._idempotency_keys:
-            self._idempotency_keys_capped = True
-        if "Authorization" in headers or "X-Api-Key" in headers:
-            self._authorized += 1
-        if self._first_request_at is None:
-            self._first_request_at = now_s
-        self._last_request_at = now_s
-        per_second, second = self._by_second[path], int(now_s)
-        per_second[second] += 1
-        while len(per_second) > BY_SECOND_WINDOW_S or next(iter(per_second)) <= (
-            second - BY_SECOND_WINDOW_S
-        ):
-            del per_second[next(iter(per_second))]
-
-    def finished(self, path: str, outcome: str | None, now_s: float) -> None:
-        """Count the end of a request: a status code string, ``refused``, or None (cancelled)."""
-        self._in_flight -= 1
-        if outcome is None:
-            return
-        self._by_endpoint[path][outcome] += 1
-        if outcome == "429":
-            self._last_429_at[path] = now_s
-
-    def to_json(self) -> dict[str, object]:
-        """Return the ``GET /_stats`` document."""
-        return {
-            "requests_total": self._requests_total,
-            "by_endpoint": {path: dict(counts) for path, counts in self._by_endpoint.items()},
-            "in_flight": self._in_flight,
-            "max_in_flight": self._max_in_flight,
-            "idempotency_keys_distinct": len(self._idempotency_keys),
-            "idempotency_keys_capped": self._idempotency_keys_capped,
-            "requests_without_idempotency_key": self._without_idempotency_key,
-            "authorized_requests": self._authorized,
-            "by_second": {
-                path: {str(second): n for second, n in per_second.items()}
-                for path, per_second in self._by_second.items()
-            },
-            "first_request_at": self._first_request_at,
-            "last_request_at": self._last_request_at,
-            "last_429_at": dict(self._last_429_at),
-        }
 
 
 @dataclasses.dataclass
@@ -149,10 +74,16 @@ class SimulatorState:
     """One simulator's live state; ``hanging`` holds requests to cancel on close."""
 
     planner: FaultPlanner
+    clock: Callable[[], float]
     wall_clock: Callable[[], float]
     sleep: Sleep
     stats: SimulatorStats = dataclasses.field(default_factory=SimulatorStats)
     hanging: set[asyncio.Task[Any] | None] = dataclasses.field(default_factory=set)
+    started_at_s: float = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        """Start the request log's clock now."""
+        self.started_at_s = self.clock()
 
     @property
     def settings(self) -> SimulatorSettings:
@@ -210,23 +141,24 @@ async def _api_middleware(request: web.Request, handler: _Handler) -> web.Stream
         return await handler(request)
     state = request.app[STATE_KEY]
     path = request.path if request.path in ANSWERS else OTHER_PATH
-    state.stats.started(path, request.headers, state.wall_clock())
-    outcome: str | None = None
+    since_start_s = state.clock() - state.started_at_s
+    logged = state.stats.started(path, request.headers, state.wall_clock(), since_start_s)
+    status: Status | None = None
     try:
         response = await _with_faults(request, handler, state)
         if response is None:
-            outcome = "refused"
+            status = "refused"
             if request.transport is not None:
                 request.transport.close()
             # Never sent: aiohttp's write to the closed transport fails and it moves on.
             return web.Response(status=503)
-        outcome = str(response.status)
+        status = response.status
         return response
     except web.HTTPException as exc:
-        outcome = str(exc.status)
+        status = exc.status
         raise
     finally:
-        state.stats.finished(path, outcome, state.wall_clock())
+        state.stats.finished(logged, status, state.wall_clock())
 
 
 async def _answer(request: web.Request) -> web.Response:
@@ -262,6 +194,11 @@ async def _get_stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE_KEY].stats.to_json())
 
 
+async def _get_requests(request: web.Request) -> web.Response:
+    stats = request.app[STATE_KEY].stats
+    return web.json_response(stats.requests_json(request.query.get("path")))
+
+
 async def _post_reset(request: web.Request) -> web.Response:
     request.app[STATE_KEY].stats.reset()
     return web.json_response({"status": "ok"})
@@ -275,6 +212,7 @@ def build_app(state: SimulatorState) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_routes([web.get("/_control", _control), web.post("/_control", _control)])
     app.router.add_get("/_stats", _get_stats)
+    app.router.add_get("/_requests", _get_requests)
     app.router.add_post("/_reset", _post_reset)
     return app
 
@@ -320,7 +258,7 @@ async def start_simulator(
         settings: The initial knobs.
         host: Must be 127.0.0.1; the simulator never listens anywhere else.
         port: TCP port, 0 for any free one.
-        clock: Monotonic seconds, for rate limits and outages.
+        clock: Monotonic seconds, for rate limits, outages and the request log.
         wall_clock: Epoch seconds, for stats and ``Retry-After`` dates.
         rng: The only source of chance; defaults to ``random.Random(settings.seed)``.
         sleep: Awaited for latency and hangs.
@@ -331,7 +269,7 @@ async def start_simulator(
     if host != LOOPBACK_HOST:
         raise ValueError(f"the simulator listens on {LOOPBACK_HOST} only, not {host!r}")
     planner = FaultPlanner(settings, clock=clock, rng=rng or random.Random(settings.seed))
-    state = SimulatorState(planner, wall_clock=wall_clock, sleep=sleep)
+    state = SimulatorState(planner, clock=clock, wall_clock=wall_clock, sleep=sleep)
     runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
     await runner.setup()
     try:

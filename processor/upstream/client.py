@@ -1,15 +1,14 @@
-"""One upstream HTTP API on aiohttp: concurrency bound, timeouts, auth, error translation.
+"""One upstream HTTP API on aiohttp: timeouts, auth, error translation.
 
 :class:`UpstreamClient` makes exactly one HTTP attempt per :meth:`~UpstreamClient.call` and
 translates every aiohttp failure into the :class:`~processor.errors.UpstreamError` tree
 here and nowhere else. Retries, rate limits and circuit breakers wrap it from outside as
-another :class:`Caller` (the seam the resilience layer plugs into), so this class stays
-the transport.
+another :class:`Caller` (``processor.upstream.resilient``, which also bounds concurrency),
+so this class stays the transport.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -85,7 +84,7 @@ def make_session() -> aiohttp.ClientSession:
 
 
 class UpstreamClient:
-    """The transport for one upstream: a semaphore-bounded aiohttp session user."""
+    """The transport for one upstream: one attempt per call on a shared aiohttp session."""
 
     def __init__(
         self,
@@ -98,7 +97,6 @@ class UpstreamClient:
         self._base_url = str(config.base_url).rstrip("/")
         self._session = session
         self._clock = clock
-        self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._timeout = aiohttp.ClientTimeout(
             total=config.total_timeout_s,
             sock_connect=config.connect_timeout_s,
@@ -122,25 +120,24 @@ class UpstreamClient:
         """
         headers = {"Idempotency-Key": request.idempotency_key, **self._auth_headers}
         url = self._base_url + request.path
-        async with self._semaphore:
-            started = self._clock()
-            try:
-                async with self._session.request(
-                    request.method, url, json=request.json_body, headers=headers,
-                    timeout=self._timeout,
-                ) as resp:  # fmt: skip
-                    raw = await resp.content.read(MAX_RESPONSE_BYTES)
-                    status = resp.status
-                    retry_after = resp.headers.get("Retry-After")
-            except TimeoutError as exc:
-                raise UpstreamTimeout(
-                    f"{self.name}: no answer within its timeout", upstream=self.name
-                ) from exc
-            except aiohttp.ClientError as exc:
-                raise UpstreamUnavailable(
-                    f"{self.name}: {type(exc).__name__}: {exc}", upstream=self.name
-                ) from exc
-            latency_ms = (self._clock() - started) * 1000.0
+        started = self._clock()
+        try:
+            async with self._session.request(
+                request.method, url, json=request.json_body, headers=headers,
+                timeout=self._timeout,
+            ) as resp:  # fmt: skip
+                raw = await resp.content.read(MAX_RESPONSE_BYTES)
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"{self.name}: no answer within its timeout", upstream=self.name
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(
+                f"{self.name}: {type(exc).__name__}: {exc}", upstream=self.name
+            ) from exc
+        latency_ms = (self._clock() - started) * 1000.0
         return self._interpret(status, raw, retry_after, latency_ms)
 
     def _interpret(

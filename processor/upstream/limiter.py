@@ -1,8 +1,10 @@
 """A token-bucket rate limiter for one upstream, that can also be told to hold off.
 
-``rate_per_s`` tokens a second, at most ``burst`` saved up. :meth:`TokenBucket.acquire`
-waits for a token; waiters are served first come, first served, each spaced by the rate,
-so N callers at once never exceed the limit. :meth:`TokenBucket.hold_until` (a 429's
+``rate_per_s`` tokens a second, at most ``burst`` saved up (a new bucket starts full).
+Callers queue first come, first served behind one lock; the one at the head sleeps until
+a token has refilled, measured on the real clock at the moment it is granted. So a late
+wake-up (a busy event loop) never turns into a burst beyond ``burst``, and the lateness is
+not lost either: refill follows real elapsed time. :meth:`TokenBucket.hold_until` (a 429's
 ``Retry-After``) stops every caller until that moment, whatever tokens are saved.
 
 Written here rather than taken from a library: we need the hold-off that honours
@@ -15,6 +17,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+_EPSILON = 1e-9  # float refill rounding must not cost a second sleep
+
 
 class TokenBucket:
     """Rate limit with burst, FIFO fairness and an upstream-imposed pause."""
@@ -26,33 +30,39 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
-        self._burst = burst
+        self._rate = rate_per_s
+        self._burst = float(burst)
         self._clock = clock
         self._sleep = sleep
-        # The moment the next token is free: a "virtual schedule" (GCRA) instead of a counter.
-        self._next_free = clock()
+        self._tokens = float(burst)
+        self._refilled_at = clock()
         self._hold_until = 0.0
+        self._lock = asyncio.Lock()
 
     def hold_until(self, moment: float) -> None:
         """No token is handed out before ``moment`` (monotonic clock)."""
         self._hold_until = max(self._hold_until, moment)
 
+    def _refill(self, now: float) -> None:
+        if self._rate:
+            elapsed = max(0.0, now - self._refilled_at)
+            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+        self._refilled_at = now
+
     async def acquire(self) -> float:
         """Wait for a token; return the seconds waited."""
-        now = self._clock()
-        if not self._interval_s:
-            wait = max(0.0, self._hold_until - now)
-        else:
-            earliest = max(self._next_free, now - (self._burst - 1) * self._interval_s)
-            slot = max(earliest, self._hold_until)
-            self._next_free = slot + self._interval_s
-            wait = max(0.0, slot - now)
-        if wait > 0:
-            await self._sleep(wait)
-            # A Retry-After may have arrived while we slept: honour it too.
-            late = self._hold_until - self._clock()
-            if late > 0:
-                await self._sleep(late)
-                wait += late
-        return wait
+        if not self._rate and self._hold_until <= self._clock():
+            return 0.0
+        arrived = self._clock()
+        async with self._lock:  # FIFO: the head of the queue sleeps, the others wait behind it
+            while True:
+                now = self._clock()
+                self._refill(now)
+                wait = self._hold_until - now
+                if self._rate and self._tokens < 1.0 - _EPSILON:
+                    wait = max(wait, (1.0 - self._tokens) / self._rate)
+                if wait <= 0:
+                    if self._rate:
+                        self._tokens -= 1.0
+                    return now - arrived
+                await self._sleep(wait)

@@ -1,9 +1,11 @@
 """The resilience policy around one upstream's transport: cache, coalescing, breaker,
-rate limit, retries. It is a :class:`~processor.upstream.client.Caller` itself.
+concurrency bound, rate limit, retries. It is a :class:`~processor.upstream.client.Caller`.
 
 Per call: a cached answer is returned at once; an identical call already in flight is
 joined; otherwise, per attempt: wait for the breaker to admit (an open breaker makes the
-record wait, its partition paused), wait for a rate-limit token, call. Transient failures
+record wait, its partition paused), take one of ``max_concurrency`` slots, then a
+rate-limit token (in that order, so a ``Retry-After`` received by one call holds every
+call made after it), then call. Transient failures
 (``retriable``: timeouts, connection errors, 5xx, 429) are retried with exponential
 backoff and full jitter, a 429's ``Retry-After`` holding every caller of the upstream. The
 record gives up (its check raises, and it is dead-lettered) only when ``max_attempts`` or
@@ -61,6 +63,7 @@ class ResilientCaller:
         transport: Caller,
         *,
         retry: RetryConfig,
+        max_concurrency: int,
         breaker: CircuitBreaker,
         limiter: TokenBucket,
         cache: ResponseCache,
@@ -72,10 +75,11 @@ class ResilientCaller:
         self.name = transport.name
         self._transport = transport
         self._retry = retry
+        self._slots = asyncio.Semaphore(max_concurrency)
         self._breaker = breaker
         self._limiter = limiter
         self._cache = cache
-        self.mark_retrievedr = observer
+        self._observer = observer
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep
@@ -85,11 +89,11 @@ class ResilientCaller:
         key = request_key(request)
         cached = self._cache.get(key)
         if cached is not None:
-            self.mark_retrievedr.cache("hit")
+            self._observer.cache("hit")
             return replace(cached, attempts=0)
         shared = self._in_flight.get(key)
         if shared is not None:
-            self.mark_retrievedr.cache("coalesced")
+            self._observer.cache("coalesced")
             try:
                 return replace(await asyncio.shield(shared), attempts=0)
             except asyncio.CancelledError:
@@ -98,7 +102,7 @@ class ResilientCaller:
                     raise
                 # the call we joined was cancelled (its record's partition was revoked):
                 # make our own
-        self.mark_retrievedr.cache("miss")
+        self._observer.cache("miss")
         future: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
         future.add_done_callback(mark_retrieved)
         self._in_flight[key] = future
@@ -121,41 +125,52 @@ class ResilientCaller:
         cap = min(self._retry.backoff_max_s, self._retry.backoff_initial_s * 2 ** (attempt - 1))
         return self._rng.uniform(0, cap)
 
+    async def _attempt(
+        self, request: UpstreamRequest
+    ) -> tuple[UpstreamResponse | UpstreamError, float]:
+        """One call: a concurrency slot first, then a rate-limit token (so a Retry-After
+        hold set by the previous call in the slot is honoured), then the transport."""
+        async with self._slots:
+            waited = await self._limiter.acquire()
+            if waited:
+                self._observer.limiter_waited(waited)
+            started = self._clock()
+            try:
+                response: UpstreamResponse | UpstreamError = await self._transport.call(request)
+            except UpstreamError as exc:
+                response = exc
+                if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
+                    self._limiter.hold_until(self._clock() + exc.retry_after_s)
+            took = self._clock() - started
+        return response, took
+
     async def _with_retries(self, request: UpstreamRequest) -> UpstreamResponse:
         attempts = 0
         spent_s = 0.0
         while True:
             probe = await self._breaker.admit()
-            waited = await self._limiter.acquire()
-            if waited:
-                self.mark_retrievedr.limiter_waited(waited)
-            started = self._clock()
-            try:
-                response = await self._transport.call(request)
-            except UpstreamError as exc:
-                took = self._clock() - started
-                self.mark_retrievedr.call_ended(status_class(exc), took)
-                outage = exc.retriable and not isinstance(exc, UpstreamRateLimited)
-                self._breaker.record(probe, True if outage else None)
-                if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
-                    self._limiter.hold_until(self._clock() + exc.retry_after_s)
-                if not (probe and outage):  # a failed probe is the outage's, not the record's
-                    attempts += 1
-                    spent_s += took
-                exc.attempts = attempts
-                if not exc.retriable or attempts >= self._retry.max_attempts:
-                    raise
-                delay = self._backoff_s(attempts)
-                if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
-                    delay = max(delay, exc.retry_after_s)
-                if spent_s + delay > self._retry.budget_s:
-                    raise
-                self.mark_retrievedr.retry_scheduled(status_class(exc))
-                log.info("upstream.retry_scheduled", upstream=self.name, attempt=attempts,
-                         delay_s=round(delay, 3), error=exc.reason.value)  # fmt: skip
-                await self._sleep(delay)
-                spent_s += delay
-                continue
-            self.mark_retrievedr.call_ended("2xx", self._clock() - started)
-            self._breaker.record(probe, False)
-            return replace(response, attempts=attempts + 1)
+            answer, took = await self._attempt(request)
+            if isinstance(answer, UpstreamResponse):
+                self._observer.call_ended("2xx", took)
+                self._breaker.record(probe, False)
+                return replace(answer, attempts=attempts + 1)
+            exc = answer
+            self._observer.call_ended(status_class(exc), took)
+            outage = exc.retriable and not isinstance(exc, UpstreamRateLimited)
+            self._breaker.record(probe, True if outage else None)
+            if not (probe and outage):  # a failed probe is the outage's, not the record's
+                attempts += 1
+                spent_s += took
+            exc.attempts = attempts
+            if not exc.retriable or attempts >= self._retry.max_attempts:
+                raise exc
+            delay = self._backoff_s(attempts)
+            if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
+                delay = max(delay, exc.retry_after_s)
+            if spent_s + delay > self._retry.budget_s:
+                raise exc
+            self._observer.retry_scheduled(status_class(exc))
+            log.info("upstream.retry_scheduled", upstream=self.name, attempt=attempts,
+                     delay_s=round(delay, 3), error=exc.reason.value)  # fmt: skip
+            await self._sleep(delay)
+            spent_s += delay

@@ -11,11 +11,12 @@ import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
-from processor.devtools import simulator
+from processor.devtools import simulator, simulator_stats
 from processor.devtools.simulator import RunningSimulator, SimulatorStats, start_simulator
 from processor.devtools.simulator_verdicts import (
     FaultPlanner,
@@ -34,12 +35,16 @@ WALL_START_S = 1_700_000_000.25
 
 
 class Harness:
-    """Starts simulators with a hand-driven clock and wall clock and a recording sleep."""
+    """Starts simulators with a hand-driven clock and wall clock and a recording sleep.
+
+    With ``sleep_advances_clock`` set, each sleep also moves the clock on by its duration.
+    """
 
     def __init__(self) -> None:
         self.now_s = 0.0
         self.wall_s = WALL_START_S
         self.sleeps_s: list[float] = []
+        self.sleep_advances_clock = False
         self._started: list[RunningSimulator] = []
 
     def clock(self) -> float:
@@ -50,6 +55,8 @@ class Harness:
 
     async def sleep(self, duration_s: float) -> None:
         self.sleeps_s.append(duration_s)
+        if self.sleep_advances_clock:
+            self.now_s += duration_s
 
     async def start(self, settings: SimulatorSettings | None = None) -> RunningSimulator:
         sim = await start_simulator(
@@ -98,6 +105,14 @@ async def call(
 async def stats(session: aiohttp.ClientSession, sim: RunningSimulator) -> Any:
     """Return the simulator's ``/_stats`` document."""
     return (await call(session, sim.url + "/_stats", method="GET"))[1]
+
+
+async def request_log(
+    session: aiohttp.ClientSession, sim: RunningSimulator, path: str | None = None
+) -> Any:
+    """Return the simulator's ``/_requests`` document, for one path if ``path`` is given."""
+    query = "" if path is None else "?" + urlencode({"path": path})
+    return (await call(session, sim.url + "/_requests" + query, method="GET"))[1]
 
 
 @pytest.mark.parametrize(
@@ -173,6 +188,7 @@ async def test_healthz_and_control_paths_are_not_counted(
     assert (await call(session, sim.url + "/healthz", method="GET"))[:2] == (200, {"status": "ok"})
     await call(session, sim.url + "/_control", method="GET")
     await call(session, sim.url + "/_reset")
+    assert await request_log(session, sim) == {"by_path": {}}
     body = await stats(session, sim)
     assert body["requests_total"] == 0
     assert body["by_endpoint"] == {}
@@ -377,13 +393,16 @@ async def test_stats_count_requests_keys_auth_statuses_and_seconds(
     }
 
 
-async def test_reset_zeroes_stats_but_keeps_settings(
+async def test_reset_zeroes_stats_and_the_request_log_but_keeps_settings(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    """POST /_reset empties the stats and leaves the settings alone."""
+    """POST /_reset empties the stats and the request log and leaves the settings alone."""
     sim = await harness.start(SimulatorSettings(error_rate=1.0))
     await call(session, sim.url + VAT, {"vat_id": "1"}, headers={"Idempotency-Key": "k"})
+    assert (await request_log(session, sim, VAT))["requests"] == [[0.0, 503]]
     assert (await call(session, sim.url + "/_reset"))[0] == 200
+    assert await request_log(session, sim) == {"by_path": {}}
+    assert await request_log(session, sim, VAT) == {"path": VAT, "requests": []}
     body = await stats(session, sim)
     assert (body["requests_total"], body["idempotency_keys_distinct"]) == (0, 0)
     assert (body["by_endpoint"], body["by_second"], body["first_request_at"]) == ({}, {}, None)
@@ -422,7 +441,7 @@ def test_by_second_keeps_only_the_last_3600_seconds() -> None:
     """Per-path per-second counts older than the 3,600 s window are evicted."""
     counts = SimulatorStats()
     for second in range(5_000):
-        counts.started(VAT, {}, float(second))
+        counts.started(VAT, {}, float(second), float(second))
     by_second: Any = counts.to_json()["by_second"]
     assert len(by_second[VAT]) == 3_600
     assert min(int(second) for second in by_second[VAT]) == 5_000 - 3_600
@@ -430,12 +449,75 @@ def test_by_second_keeps_only_the_last_3600_seconds() -> None:
 
 def test_idempotency_keys_stop_growing_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the cap new keys are not stored and the stats flag the count as capped."""
-    monkeypatch.setattr(simulator, "IDEMPOTENCY_KEYS_CAP", 2)
+    monkeypatch.setattr(simulator_stats, "IDEMPOTENCY_KEYS_CAP", 2)
     counts = SimulatorStats()
     for key in ("a", "b", "a", "c"):
-        counts.started(VAT, {"Idempotency-Key": key}, 0.0)
+        counts.started(VAT, {"Idempotency-Key": key}, 0.0, 0.0)
     body = counts.to_json()
     assert (body["idempotency_keys_distinct"], body["idempotency_keys_capped"]) == (2, True)
+
+
+async def test_request_log_keeps_clock_arrival_times_and_statuses(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """The log holds arrival seconds since start, before latency, and 200/429/503/refused."""
+    harness.now_s, harness.sleep_advances_clock = 100.0, True
+    sim = await harness.start(SimulatorSettings(rate_limit_rps=1, latency_ms=250))
+    harness.now_s = 101.0
+    assert (await call(session, sim.url + VAT, {"vat_id": "1"}))[0] == 200  # now 101.25
+    assert (await call(session, sim.url + VAT, {"vat_id": "1"}))[0] == 429
+    harness.now_s = 103.0
+    sim.update_settings({"error_rate": 1.0})
+    assert (await call(session, sim.url + VAT, {"vat_id": "1"}))[0] == 503
+    harness.now_s = 105.5
+    sim.update_settings({"outage_mode": "refuse", "outage_for_s": 1})
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await call(session, sim.url + VAT, {"vat_id": "1"})
+    assert await request_log(session, sim, VAT) == {
+        "path": VAT,
+        "requests": [[1.0, 200], [1.25, 429], [3.0, 503], [5.5, "refused"]],
+    }
+
+
+async def test_request_log_filters_by_path_and_skips_control_paths(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """?path= gives one path's log; without it every counted path, none of the control paths."""
+    sim = await harness.start()
+    await call(session, sim.url + VAT, {"vat_id": "1"})
+    harness.now_s = 2.0
+    await call(session, sim.url + EMAIL, {"email": "a@b.c"})
+    await call(session, sim.url + "/nowhere", {})
+    await stats(session, sim)
+    assert await request_log(session, sim, EMAIL) == {"path": EMAIL, "requests": [[2.0, 200]]}
+    assert await request_log(session, sim, "other") == {"path": "other", "requests": [[2.0, 404]]}
+    assert await request_log(session, sim) == {
+        "by_path": {VAT: [[0.0, 200]], EMAIL: [[2.0, 200]], "other": [[2.0, 404]]}
+    }
+
+
+def test_request_log_keeps_the_latest_entries_per_path_up_to_its_bound() -> None:
+    """Past log_per_path entries a path's log drops its oldest; other paths keep their own."""
+    counts = SimulatorStats(log_per_path=3)
+    for arrival_s in range(5):
+        counts.finished(counts.started(VAT, {}, 0.0, float(arrival_s)), 200, 0.0)
+    counts.finished(counts.started(EMAIL, {}, 0.0, 9.0), 429, 0.0)
+    assert counts.requests_json() == {
+        "by_path": {VAT: [[2.0, 200], [3.0, 200], [4.0, 200]], EMAIL: [[9.0, 429]]}
+    }
+    with pytest.raises(ValueError, match="log_per_path"):
+        SimulatorStats(log_per_path=0)
+
+
+def test_request_log_shows_null_status_until_the_request_finishes() -> None:
+    """A request in flight, or cancelled, is logged at its arrival with a null status."""
+    counts = SimulatorStats()
+    in_flight = counts.started(VAT, {}, 0.0, 1.5)
+    cancelled = counts.started(VAT, {}, 0.0, 2.5)
+    assert counts.requests_json(VAT) == {"path": VAT, "requests": [[1.5, None], [2.5, None]]}
+    counts.finished(in_flight, 200, 0.0)
+    counts.finished(cancelled, None, 0.0)
+    assert counts.requests_json(VAT) == {"path": VAT, "requests": [[1.5, 200], [2.5, None]]}
 
 
 async def test_close_cancels_hanging_requests_instead_of_waiting_hang_s(
