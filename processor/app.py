@@ -42,7 +42,8 @@ from processor.upstream.breaker import CircuitBreaker
 from processor.upstream.cache import ResponseCache
 from processor.upstream.limiter import TokenBucket
 from processor.upstream.resilient import ResilientCaller
-from processor.waits import WaitBoard
+from processor.waits import ActivityBoard, WaitBoard
+from processor.watchdog import Watchdog
 from schemas import RECORD_TYPES
 from schemas.outcomes import ProcessorInfo
 
@@ -57,6 +58,18 @@ class App:
         self.metrics = metrics or Metrics()
         self._stop = asyncio.Event()
         self.outcomes: Counter[str] = Counter()
+        self.watchdog: Watchdog | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Partitions assigned and not stalled (the /readyz answer)."""
+        return (
+            self._engine is not None
+            and bool(self._engine.assigned)
+            and self.watchdog is not None
+            and not self.watchdog.stalled
+        )
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (signal handlers call this)."""
@@ -92,12 +105,14 @@ class App:
         """Run until :meth:`request_stop` or a fatal error; return the exit code."""
         s = self.settings
         started = time.monotonic()
+        structlog.contextvars.bind_contextvars(instance=s.instance_id)  # on every line we log
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
         board = WaitBoard()
+        activity = ActivityBoard()
         async with make_session() as session:
             clients = self._callers(session, board)
             checks = {
-                rtype: [Check(c, clients[c.upstream]) for c in cfgs]
+                rtype: [Check(c, clients[c.upstream], activity) for c in cfgs]
                 for rtype, cfgs in s.checks.items()
             }
             pipeline = Pipeline(
@@ -131,17 +146,26 @@ class App:
                 board=board,
                 metrics=self.metrics,
             )
+            self._engine = engine
+            self.watchdog = Watchdog(
+                engine, activity, s.engine.stall_timeout_s, s.engine.max_rss_mib
+            )
             await start_clients(producer, consumer)
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
             )  # fmt: skip
-            code = await self._run_until_stopped(intake, engine)
-            await self._shutdown(intake, engine, producer, consumer)
+            watching = asyncio.create_task(self.watchdog.run())
+            try:
+                code = await self._run_until_stopped(intake, engine)
+                await self._shutdown(intake, engine, producer, consumer)
+            finally:
+                watching.cancel()
             log.info(
                 "processor.stopped", exit_code=code, consumed=intake.consumed_total,
                 finished=engine.finished_total, uptime_s=round(time.monotonic() - started, 2),
+                peak_rss_mib=round(self.watchdog.peak_rss_mib),
                 outcomes=dict(self.outcomes),
             )  # fmt: skip
             return code

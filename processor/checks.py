@@ -14,6 +14,7 @@ from typing import Any
 from processor.config import CheckConfig
 from processor.errors import UpstreamBadResponse, UpstreamError
 from processor.upstream import Caller, UpstreamRequest
+from processor.waits import ActivityBoard
 from schemas.outcomes import CheckResult, CheckStatus
 
 MAX_EVIDENCE_CHARS = 256
@@ -28,10 +29,14 @@ def _bounded(value: Any) -> Any:
 class Check:
     """One configured check bound to its upstream caller."""
 
-    def __init__(self, config: CheckConfig, caller: Caller) -> None:
+    def __init__(
+        self, config: CheckConfig, caller: Caller, activity: ActivityBoard | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self._caller = caller
+        self._activity = activity or ActivityBoard()
+        self._doing = f"check {config.name} (upstream {config.upstream})"
 
     def applies_to(self, data: dict[str, Any]) -> bool:
         field = self.config.when_present
@@ -54,7 +59,8 @@ class Check:
             idempotency_key=f"{record_id}:{cfg.name}",
         )
         try:
-            response = await self._caller.call(request)
+            with self._activity.doing(self._doing):
+                response = await self._caller.call(request)
             if not isinstance(response.body, dict):
                 raise UpstreamBadResponse(
                     f"{cfg.upstream}: answer is not a JSON object", upstream=cfg.upstream

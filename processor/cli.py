@@ -1,6 +1,7 @@
 """The ``processor`` command line.
 
-- ``processor run --config FILE``: run the service until SIGTERM/SIGINT.
+- ``processor run --config FILE [--workers N|auto]``: run the service until SIGTERM/SIGINT;
+  with ``--workers`` N supervised processes in one consumer group.
 - ``processor check-config --config FILE``: validate and print the effective config
   (secrets masked), exit 2 on any error.
 - ``processor topics create --config FILE``: create the input and outcome topics.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="processor", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the stream processor")
+    run.add_argument(
+        "--workers", default="1", help="worker processes in the group: a number or 'auto' (CPUs)"
+    )
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     check = sub.add_parser("check-config", help="validate and print the effective config")
     topics = sub.add_parser("topics", help="manage the topics")
     topics.add_argument("action", choices=["create"])
@@ -36,6 +42,38 @@ def _parser() -> argparse.ArgumentParser:
     for p in (run, check, topics):
         p.add_argument("--config", type=Path, default=None, help="the YAML config file")
     return parser
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return max(1, os.cpu_count() or 1)
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"--workers: expected a positive number or 'auto', got {value!r}")
+    return count
+
+
+def _as_worker(settings: Settings, index: int) -> Settings:
+    """The settings of worker ``index``: its own instance and static-membership ids."""
+    kafka = settings.kafka
+    if kafka.group_instance_id is not None:
+        kafka = kafka.model_copy(update={"group_instance_id": f"{kafka.group_instance_id}-{index}"})
+    return settings.model_copy(
+        update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka}
+    )
+
+
+async def _supervise(config: Path | None, workers: int, settings: Settings) -> int:
+    from processor.supervisor import Supervisor
+
+    supervisor = Supervisor(config, workers, settings.engine.drain_timeout_s)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, supervisor.request_stop)
+    return await supervisor.run()
 
 
 async def _run(settings: Settings) -> int:
@@ -63,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+        workers = _workers(args.workers) if args.command == "run" else 1
     except ConfigError as exc:
         print(f"processor: {exc}", file=sys.stderr)  # noqa: T201 - CLI error output
         return EXIT_CONFIG
@@ -73,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "topics":
             return asyncio.run(_create_topics(settings, args.partitions))
+        if args.worker_index is not None:
+            settings = _as_worker(settings, args.worker_index)
+        elif workers > 1:
+            return asyncio.run(_supervise(args.config, workers, settings))
         return asyncio.run(_run(settings))
     except ProcessorError as exc:
         print(f"processor: {exc}", file=sys.stderr)  # noqa: T201 - CLI error output

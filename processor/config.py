@@ -49,6 +49,14 @@ class KafkaConfig(_Frozen):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "record-processor"
+    group_instance_id: str | None = Field(
+        default=None,
+        description=(
+            "Static membership: a restarted instance with the same id gets its partitions "
+            "back without a rebalance. With --workers N each worker appends -<index>. Trade-off: "
+            "a static member that stops is not replaced until session_timeout_ms passes."
+        ),
+    )
     client_id: str = "record-processor"
     topics: TopicsConfig = TopicsConfig()
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -75,6 +83,12 @@ class EngineConfig(_Frozen):
     commit_interval_s: float = Field(default=1.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, gt=0)
     max_record_bytes: int = Field(default=262_144, ge=64)
+    stall_timeout_s: float = Field(
+        default=60.0, gt=0, description="work pending and no record finished this long: stalled"
+    )
+    max_rss_mib: int | None = Field(
+        default=None, ge=64, description="pause intake while resident memory is above this"
+    )
 
     @model_validator(mode="after")
     def _caps_fit(self) -> EngineConfig:

@@ -68,6 +68,10 @@ class Engine:
         self._progress = asyncio.Event()
         self.fatal: BaseException | None = None
         self.finished_total = 0
+        #: When a record last finished (monotonic), for the stall watchdog.
+        self.last_progress_at = time.monotonic()
+        #: Set by the memory watchdog: take nothing new while True.
+        self.memory_pressure = False
 
     # -- partitions -------------------------------------------------------------------
     def assign(self, partitions: Iterable[TP]) -> None:
@@ -102,7 +106,17 @@ class Engine:
 
     def capacity(self) -> int:
         """How many more records may be taken before the global cap is reached."""
+        if self.memory_pressure:
+            return 0
         return max(0, self.max_in_flight - self._in_flight)
+
+    def oldest_pending(self) -> tuple[TP, int] | None:
+        """The partition and offset of a record that holds a watermark back, if any."""
+        for tp, state in self._partitions.items():
+            first = state.first_pending()
+            if first is not None:
+                return tp, first
+        return None
 
     def partitions_over_cap(self) -> set[TP]:
         cap = self.max_in_flight_per_partition
@@ -127,6 +141,8 @@ class Engine:
         """Take one record. Its partition must be assigned."""
         state = self._partitions[(record.topic, record.partition)]
         state.take(record.offset)
+        if self._in_flight == 0:  # idle until now is not a stall
+            self.last_progress_at = time.monotonic()
         self._in_flight += 1
         key = self._lane_key(record)
         lane = self._lanes.get(key)
@@ -172,6 +188,7 @@ class Engine:
         state.finish(record.offset)
         self._in_flight -= 1
         self.finished_total += 1
+        self.last_progress_at = time.monotonic()
         self._progress.set()
         self._on_outcome(outcome)
         if isinstance(outcome, DeadLetter):

@@ -49,6 +49,7 @@ def make_consumer(config: KafkaConfig, max_partition_fetch_bytes: int) -> AIOKaf
         bootstrap_servers=config.bootstrap_servers,
         client_id=config.client_id,
         group_id=config.group_id,
+        group_instance_id=config.group_instance_id,
         enable_auto_commit=False,
         auto_offset_reset=config.auto_offset_reset,
         session_timeout_ms=config.session_timeout_ms,

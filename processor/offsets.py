@@ -45,6 +45,13 @@ class PartitionOffsets:
             self._done.discard(first)
             self.committable = first + 1
 
+    def first_pending(self) -> int | None:
+        """The lowest offset taken and not finished (what holds the watermark back)."""
+        for offset in self._pending:
+            if offset not in self._done:
+                return offset
+        return None
+
     def to_commit(self) -> int | None:
         """The offset to commit now, or None if nothing new finished since the last commit."""
         if self.committable is None or self.committable == self.committed:

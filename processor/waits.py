@@ -1,14 +1,18 @@
-"""Which partitions have records waiting on something outside (an open circuit breaker).
+"""What records are waiting on outside the process: a breaker, an upstream call.
 
 The engine sets :data:`CURRENT_PARTITION` in each lane task; whatever makes a record wait
 (the breaker) wraps the wait in :meth:`WaitBoard.waiting`; the intake pauses every
 partition in :meth:`WaitBoard.blocked`. So an upstream outage stops intake exactly where
 records wait on it: they stay in Kafka, not in memory, and flow again when it recovers.
+:class:`ActivityBoard` notes what each record is doing right now (which check), so the
+stall watchdog can name what is stuck.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import time
 from collections import Counter
 from collections.abc import Hashable, Iterator
 from contextvars import ContextVar
@@ -41,3 +45,27 @@ class WaitBoard:
     def blocked(self) -> set[Hashable]:
         """Partitions with at least one record waiting."""
         return set(self._waiting)
+
+
+class ActivityBoard:
+    """The activities (``check email_deliverable``) under way now, by partition and start."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, tuple[Hashable | None, str, float]] = {}
+        self._ids = itertools.count()
+
+    @contextlib.contextmanager
+    def doing(self, what: str) -> Iterator[None]:
+        token = next(self._ids)
+        self._active[token] = (CURRENT_PARTITION.get(), what, time.monotonic())
+        try:
+            yield
+        finally:
+            del self._active[token]
+
+    def oldest(self) -> tuple[Hashable | None, str, float] | None:
+        """The longest-running activity: (partition, what, seconds so far), or None."""
+        if not self._active:
+            return None
+        partition, what, since = min(self._active.values(), key=lambda a: a[2])
+        return partition, what, time.monotonic() - since
