@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration venv kafka-jars schemas clean
+.PHONY: run test lint typecheck unit integration venv kafka-jars schemas soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -38,6 +38,10 @@ unit: venv
 
 integration: venv kafka-jars
 	$(BIN)/pytest -q tests/integration tests/e2e
+
+## Resident memory of the processor working through a 1,000,000-record backlog.
+soak-memory: venv kafka-jars
+	$(BIN)/python -m processor.devtools.soak_memory
 
 ## Re-record the JSON Schema snapshots after a deliberate schema change.
 schemas: venv
