@@ -15,8 +15,10 @@ them down in order on request:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections import Counter
+from collections import Counter, deque
+from typing import Any
 
 import structlog
 
@@ -25,10 +27,13 @@ from processor.checks import Check
 from processor.config import Settings
 from processor.consumer import Intake
 from processor.engine import Engine
+from processor.http import HttpServer, build_api
 from processor.kafka import (
     Consumer,
     Producer,
+    broker_reachable,
     flush,
+    lag_by_partition,
     make_consumer,
     make_producer,
     start_clients,
@@ -50,6 +55,12 @@ from schemas.outcomes import ProcessorInfo
 log = structlog.get_logger("processor.app")
 
 
+def config_hash(settings: Settings) -> str:
+    """A short fingerprint of the effective config (secrets are masked before hashing)."""
+    dumped = settings.model_dump_json(exclude={"instance_id"})
+    return hashlib.sha256(dumped.encode()).hexdigest()[:12]
+
+
 class App:
     """One processor instance: one consumer in the group."""
 
@@ -60,22 +71,22 @@ class App:
         self.outcomes: Counter[str] = Counter()
         self.watchdog: Watchdog | None = None
         self._engine: Engine | None = None
+        self._broker_reachable = False
+        self._lag: dict[tuple[str, int], int] = {}
+        self._outcome_samples: deque[tuple[float, int]] = deque()
+        #: The port the operations endpoint listens on (known once it is bound).
+        self.http_port: int | None = None
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned and not stalled (the /readyz answer)."""
-        return (
-            self._engine is not None
-            and bool(self._engine.assigned)
-            and self.watchdog is not None
-            and not self.watchdog.stalled
-        )
+        """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
+        return self.readiness()["ready"]
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (signal handlers call this)."""
         self._stop.set()
 
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, outcome: Outcome, took_s: float) -> None:
         if isinstance(outcome, DeadLetter):
             topic, code = "dead-letter", outcome.reason.value
         else:
@@ -83,6 +94,58 @@ class App:
             topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
         self.outcomes[f"{topic}:{code}"] += 1
         self.metrics.outcomes.labels(topic, code).inc()
+        self.metrics.pipeline_seconds.labels(topic).observe(took_s)
+
+    # -- readiness and status (served by processor.http) ------------------------------
+    def readiness(self) -> dict[str, bool]:
+        assigned = self._engine is not None and bool(self._engine.assigned)
+        not_stalled = self.watchdog is not None and not self.watchdog.stalled
+        ready = assigned and self._broker_reachable and not_stalled
+        return {"ready": ready, "partitions_assigned": assigned,
+                "broker_reachable": self._broker_reachable, "not_stalled": not_stalled}  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        engine = self._engine
+        now, total = time.monotonic(), sum(self.outcomes.values())
+        rate = 0.0
+        if self._outcome_samples:
+            then, before = self._outcome_samples[0]
+            rate = (total - before) / max(now - then, 1e-9)
+        breakers = {
+            name: int(self.metrics.registry.get_sample_value(
+                "processor_breaker_state", {"upstream": name}) or 0)
+            for name in self.settings.upstreams
+        }  # fmt: skip
+        return {
+            "instance": self.settings.instance_id,
+            "version": __version__,
+            **self.readiness(),
+            "assigned": [f"{t}-{p}" for t, p in engine.assigned] if engine else [],
+            "in_flight": engine.in_flight if engine else 0,
+            "lag": {f"{t}-{p}": lag for (t, p), lag in self._lag.items()},
+            "breakers": {n: ("closed", "half_open", "open")[v] for n, v in breakers.items()},
+            "outcomes_total": dict(self.outcomes),
+            "outcomes_per_s_last_minute": round(rate, 1),
+        }
+
+    async def _observe(self, consumer: Consumer, engine: Engine) -> None:
+        """Every few seconds: can we reach the broker, how far behind are we; gauges."""
+        http = self.settings.http
+        while True:
+            self._broker_reachable = await broker_reachable(consumer, http.broker_check_timeout_s)
+            committed = {tp: (st.committed if (st := engine.offsets(tp)) else None)
+                         for tp in engine.assigned}  # fmt: skip
+            self._lag = await lag_by_partition(consumer, committed)
+            for (topic, partition), lag in self._lag.items():
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+            stalled = self.watchdog is not None and self.watchdog.stalled
+            self.metrics.stalled.set(int(stalled))
+            self.metrics.ready.set(int(self.readiness()["ready"]))
+            now = time.monotonic()
+            self._outcome_samples.append((now, sum(self.outcomes.values())))
+            while self._outcome_samples and self._outcome_samples[0][0] < now - 60:
+                self._outcome_samples.popleft()
+            await asyncio.sleep(http.broker_check_interval_s)
 
     def _callers(self, session: Session, board: WaitBoard) -> dict[str, ResilientCaller]:
         callers = {}
@@ -112,7 +175,15 @@ class App:
         async with make_session() as session:
             clients = self._callers(session, board)
             checks = {
-                rtype: [Check(c, clients[c.upstream], activity) for c in cfgs]
+                rtype: [
+                    Check(
+                        c,
+                        clients[c.upstream],
+                        activity,
+                        self.metrics.check_seconds.labels(c.name).observe,
+                    )
+                    for c in cfgs
+                ]
                 for rtype, cfgs in s.checks.items()
             }
             pipeline = Pipeline(
@@ -151,17 +222,30 @@ class App:
                 engine, activity, s.engine.stall_timeout_s, s.engine.max_rss_mib
             )
             await start_clients(producer, consumer)
+            self.metrics.build_info.labels(__version__, config_hash(s)).set(1)
+            http = None
+            if s.http.enabled:
+                http = HttpServer(build_api(self, self.metrics.registry), s.http.host, s.http.port)
+                await http.start()
+                self.http_port = http.port
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
+                http=f"http://{s.http.host}:{self.http_port}" if http else None,
             )  # fmt: skip
-            watching = asyncio.create_task(self.watchdog.run())
+            background = [
+                asyncio.create_task(self.watchdog.run()),
+                asyncio.create_task(self._observe(consumer, engine)),
+            ]
             try:
                 code = await self._run_until_stopped(intake, engine)
                 await self._shutdown(intake, engine, producer, consumer)
             finally:
-                watching.cancel()
+                for task in background:
+                    task.cancel()
+                if http is not None:
+                    await http.stop()
             log.info(
                 "processor.stopped", exit_code=code, consumed=intake.consumed_total,
                 finished=engine.finished_total, uptime_s=round(time.monotonic() - started, 2),

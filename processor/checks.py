@@ -9,6 +9,8 @@ pipeline turns that into a dead letter.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from processor.config import CheckConfig
@@ -30,11 +32,16 @@ class Check:
     """One configured check bound to its upstream caller."""
 
     def __init__(
-        self, config: CheckConfig, caller: Caller, activity: ActivityBoard | None = None
+        self,
+        config: CheckConfig,
+        caller: Caller,
+        activity: ActivityBoard | None = None,
+        observe_s: Callable[[float], None] = lambda _s: None,
     ) -> None:
         self.config = config
         self.name = config.name
         self._caller = caller
+        self._observe_s = observe_s
         self._activity = activity or ActivityBoard()
         self._doing = f"check {config.name} (upstream {config.upstream})"
 
@@ -59,8 +66,12 @@ class Check:
             idempotency_key=f"{record_id}:{cfg.name}",
         )
         try:
-            with self._activity.doing(self._doing):
-                response = await self._caller.call(request)
+            started = time.perf_counter()
+            try:
+                with self._activity.doing(self._doing):
+                    response = await self._caller.call(request)
+            finally:
+                self._observe_s(time.perf_counter() - started)
             if not isinstance(response.body, dict):
                 raise UpstreamBadResponse(
                     f"{cfg.upstream}: answer is not a JSON object", upstream=cfg.upstream

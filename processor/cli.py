@@ -61,8 +61,11 @@ def _as_worker(settings: Settings, index: int) -> Settings:
     kafka = settings.kafka
     if kafka.group_instance_id is not None:
         kafka = kafka.model_copy(update={"group_instance_id": f"{kafka.group_instance_id}-{index}"})
+    http = settings.http
+    if http.port:
+        http = http.model_copy(update={"port": http.port + index})
     return settings.model_copy(
-        update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka}
+        update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka, "http": http}
     )
 
 

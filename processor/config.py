@@ -202,6 +202,16 @@ class CheckConfig(_Frozen):
     required: bool = True
 
 
+class HttpConfig(_Frozen):
+    """The operations endpoint: /healthz, /readyz, /metrics, /status (and /docs)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9400, ge=0, le=65535, description="worker i listens on port + i")
+    broker_check_interval_s: float = Field(default=2.0, gt=0)
+    broker_check_timeout_s: float = Field(default=2.0, gt=0)
+
+
 class LoggingConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -228,6 +238,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="record type -> its checks"
     )
     logging: LoggingConfig = LoggingConfig()
+    http: HttpConfig = HttpConfig()
 
     @model_validator(mode="after")
     def _checks_refer_to_known_things(self) -> Settings:

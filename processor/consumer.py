@@ -11,6 +11,7 @@ commits them, and lets them go; whatever did not finish is redone by the new own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import structlog
@@ -133,11 +134,14 @@ class Intake:
                 offsets[TopicPartition(*tp)] = OffsetAndMetadata(offset, "")
         if not offsets:
             return True
+        started = time.monotonic()
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
+            self._metrics.commit_failures.inc()
             log.warning("intake.commit_failed", error=repr(exc), partitions=len(offsets))
             return False
+        self._metrics.commit_seconds.observe(time.monotonic() - started)
         for tp, meta in offsets.items():
             state = self._engine.offsets((tp.topic, tp.partition))
             if state is not None:
@@ -147,6 +151,7 @@ class Intake:
     def on_assigned(self, partitions: set[TP]) -> None:
         self._engine.assign(partitions)
         self._paused -= partitions
+        self._metrics.assigned_partitions.set(len(self._engine.assigned))
         log.info("intake.assigned", partitions=sorted(partitions))
 
     async def on_revoked(self, partitions: set[TP]) -> None:
@@ -154,4 +159,8 @@ class Intake:
         await self.commit(partitions)
         self._engine.release(partitions)
         self._paused -= partitions
+        self._metrics.assigned_partitions.set(len(self._engine.assigned))
+        for topic, partition in partitions:  # no stale lag series for partitions we gave up
+            with contextlib.suppress(KeyError):
+                self._metrics.consumer_lag.remove(topic, str(partition))
         log.info("intake.revoked", partitions=sorted(partitions), drained=drained)

@@ -52,7 +52,7 @@ class Engine:
         max_concurrency: int,
         max_in_flight: int,
         max_in_flight_per_partition: int,
-        on_outcome: Callable[[Outcome], None] = lambda _o: None,
+        on_outcome: Callable[[Outcome, float], None] = lambda _o, _s: None,
     ) -> None:
         self._pipeline = pipeline
         self._publisher = publisher
@@ -159,9 +159,13 @@ class Engine:
                 # the bookkeeping of the assignment this record was taken under
                 state = self._partitions.get((record.topic, record.partition))
                 async with self._slots:
+                    started = time.perf_counter()
                     outcome = await self._pipeline.process(record)
                     ack = await self._publisher.publish(record, outcome)
-                ack.add_done_callback(functools.partial(self._acked, state, record, outcome))
+                    took_s = time.perf_counter() - started
+                ack.add_done_callback(
+                    functools.partial(self._acked, state, record, outcome, took_s)
+                )
                 lane.popleft()
         except asyncio.CancelledError:
             pass  # partition revoked or shutdown deadline passed: the next owner redoes it
@@ -177,6 +181,7 @@ class Engine:
         state: PartitionOffsets | None,
         record: InputRecord,
         outcome: Outcome,
+        took_s: float,
         future: asyncio.Future[Any],
     ) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -190,7 +195,7 @@ class Engine:
         self.finished_total += 1
         self.last_progress_at = time.monotonic()
         self._progress.set()
-        self._on_outcome(outcome)
+        self._on_outcome(outcome, took_s)
         if isinstance(outcome, DeadLetter):
             log.info(
                 "record.dead_lettered", topic=record.topic, partition=record.partition,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -73,6 +73,34 @@ async def start_clients(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) 
         with contextlib.suppress(Exception):
             await producer.stop()
         raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+
+
+async def broker_reachable(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
+    """True when a real metadata request succeeds within ``timeout_s``."""
+    try:
+        await asyncio.wait_for(consumer.topics(), timeout_s)
+    except (KafkaError, TimeoutError, OSError):
+        return False
+    return True
+
+
+async def lag_by_partition(
+    consumer: AIOKafkaConsumer, committed: dict[tuple[str, int], int | None]
+) -> dict[tuple[str, int], int]:
+    """High watermark minus our committed offset (or the fetch position), per partition."""
+    lags = {}
+    for (topic, partition), done in committed.items():
+        tp = TopicPartition(topic, partition)
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        if done is None:
+            try:
+                done = await consumer.position(tp)
+            except (KafkaError, AssertionError):  # not assigned any more
+                continue
+        lags[(topic, partition)] = max(0, high - done)
+    return lags
 
 
 async def flush(producer: AIOKafkaProducer, timeout_s: float) -> bool:

@@ -10,6 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from processor.upstream.breaker import BreakerState
 
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
 _BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
@@ -26,7 +28,38 @@ class Metrics:
             "processor_outcomes", "Outcomes acknowledged by the broker.", ["topic", "reason"],
             registry=r,
         )  # fmt: skip
+        self.pipeline_seconds = Histogram(
+            "processor_pipeline_seconds", "One record: taken to outcome queued, by outcome topic.",
+            ["topic"], registry=r, buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.check_seconds = Histogram(
+            "processor_check_seconds", "One check of one record, retries included.", ["check"],
+            registry=r, buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
         self.in_flight = Gauge("processor_in_flight_records", "Taken, not yet acked.", registry=r)
+        self.assigned_partitions = Gauge(
+            "processor_assigned_partitions", "Input partitions assigned to this instance.",
+            registry=r,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            "processor_consumer_lag", "High watermark minus the committed (or fetch) position.",
+            ["topic", "partition"], registry=r,
+        )  # fmt: skip
+        self.commit_seconds = Histogram(
+            "processor_commit_seconds", "Offset commit latency.", registry=r,
+            buckets=_LATENCY_BUCKETS_S,
+        )  # fmt: skip
+        self.commit_failures = Counter(
+            "processor_commit_failures", "Offset commits that failed (rebalance, broker).",
+            registry=r,
+        )  # fmt: skip
+        self.stalled = Gauge("processor_stalled", "1 while the stall watchdog fires.", registry=r)
+        self.ready = Gauge("processor_ready", "1 when assigned, broker reachable, not stalled.",
+                           registry=r)  # fmt: skip
+        self.build_info = Gauge(
+            "processor_build_info", "Always 1; the labels say what runs.",
+            ["version", "config_hash"], registry=r,
+        )  # fmt: skip
         self.paused_partitions = Gauge(
             "processor_paused_partitions", "Input partitions paused now.", registry=r
         )

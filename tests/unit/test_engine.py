@@ -106,7 +106,7 @@ class Rig:
         self.engine = engine_factory(
             pipeline=cast(Pipeline, self.pipeline),
             publisher=cast(OutcomePublisher, self.publisher),
-            on_outcome=self.finished.append,
+            on_outcome=lambda outcome, _took_s: self.finished.append(outcome),
             **options,
         )
         self.engine.assign([P0, P1])
