@@ -139,7 +139,7 @@ class Intake:
             await self._consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             self._metrics.commit_failures.inc()
-            log.warning("intake.commit_failed", error=repr(exc), partitions=len(offsets))
+            log.warning("intake.commit_failed", error=type(exc).__name__, partitions=len(offsets))
             return False
         self._metrics.commit_seconds.observe(time.monotonic() - started)
         for tp, meta in offsets.items():

@@ -96,11 +96,24 @@ def _write_config(bootstrap: str, simulator_url: str, topics: TopicsConfig) -> P
         bootstrap_servers=bootstrap, group_id=f"demo-{topics.input}", topics=topics.model_dump()
     )
     data["logging"] = {"level": "info", "format": "json"}
+    data["http"]["port"] = 0  # a free port; the processor logs which
     for upstream in data["upstreams"].values():
         upstream["base_url"] = simulator_url
     path = RUN_DIR / "demo-config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+async def _processor_url(log_path: Path, proc: asyncio.subprocess.Process) -> str | None:
+    """The operations URL from the processor's ``processor.started`` line (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.returncode is None:
+        text = await asyncio.to_thread(log_path.read_text, errors="replace")
+        for line in text.splitlines():
+            if '"processor.started"' in line:
+                return str(json.loads(line).get("http") or "") or None
+        await asyncio.sleep(0.1)  # polling the log file for one line, bounded above
+    return None
 
 
 def _summary(result: Reconciliation, elapsed_s: float, duplicates_ok: bool) -> Table:
@@ -144,6 +157,9 @@ async def _run(bootstrap: str, simulator_url: str, count: int) -> int:
             stdout=log, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
     console.print(f"[bold]Processor[/]: pid {proc.pid}, config {config}, logs {log_path}")
+    url = await _processor_url(log_path, proc)
+    if url:
+        console.print(f"[bold]Watch it[/]: {url}/status  {url}/metrics  {url}/readyz  {url}/docs")
     first_at: float | None = None
     last_at = 0.0
     collector = OutcomeCollector(bootstrap, topics)
