@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration venv kafka-jars schemas soak-memory clean
+.PHONY: run test lint typecheck unit integration venv kafka-jars prometheus schemas soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -18,12 +18,16 @@ venv: $(STAMP)
 kafka-jars: venv
 	$(BIN)/python -m processor.devtools.local_kafka fetch
 
+## prometheus and promtool on PATH: the monitoring tests run a real Prometheus.
+prometheus:
+	bash deploy/prometheus/install.sh
+
 ## The demo: local Kafka + upstream simulator + processor on demo records, with a summary.
 run: venv kafka-jars
 	$(BIN)/python -m processor.devtools.demo
 
 ## Lint, type-check, then the whole test suite against a real broker.
-test: venv kafka-jars lint typecheck
+test: venv kafka-jars prometheus lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
@@ -33,10 +37,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv prometheus
 	$(BIN)/pytest -q tests/unit
 
-integration: venv kafka-jars
+integration: venv kafka-jars prometheus
 	$(BIN)/pytest -q tests/integration tests/e2e
 
 ## Resident memory of the processor working through a 1,000,000-record backlog.
