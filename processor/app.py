@@ -195,7 +195,9 @@ class App:
             )
             producer = make_producer(s.kafka)
             consumer = make_consumer(
-                s.kafka, max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4)
+                s.kafka,
+                max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4),
+                drain_timeout_s=s.engine.drain_timeout_s,
             )
             engine = Engine(
                 pipeline=pipeline,

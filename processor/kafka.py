@@ -44,7 +44,17 @@ def make_producer(config: KafkaConfig, client_id_suffix: str = "") -> AIOKafkaPr
     )
 
 
-def make_consumer(config: KafkaConfig, max_partition_fetch_bytes: int) -> AIOKafkaConsumer:
+REBALANCE_MARGIN_MS = 10_000
+
+
+def make_consumer(
+    config: KafkaConfig, max_partition_fetch_bytes: int, drain_timeout_s: float
+) -> AIOKafkaConsumer:
+    """The group consumer. Its rebalance timeout covers a whole revoke drain: a member that
+    is still draining when it runs out is evicted and its last commit is refused."""
+    rebalance_timeout_ms = max(
+        config.max_poll_interval_ms, int(drain_timeout_s * 1000) + REBALANCE_MARGIN_MS
+    )
     return AIOKafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
         client_id=config.client_id,
@@ -55,6 +65,7 @@ def make_consumer(config: KafkaConfig, max_partition_fetch_bytes: int) -> AIOKaf
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=config.heartbeat_interval_ms,
         max_poll_interval_ms=config.max_poll_interval_ms,
+        rebalance_timeout_ms=rebalance_timeout_ms,
         request_timeout_ms=config.request_timeout_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
     )
