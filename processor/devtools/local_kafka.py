@@ -199,6 +199,23 @@ class LocalKafka:
             "-cp", f"{libs}/*", *args,
         ]  # fmt: skip
 
+    def _format(self, libs: Path, props: Path, tries: int = 2) -> None:
+        """Format a fresh KRaft log directory (one retry: a JVM can die on a loaded machine)."""
+        for attempt in range(1, tries + 1):
+            shutil.rmtree(self.data_root / "kraft-logs", ignore_errors=True)
+            fmt = subprocess.run(
+                self._java(libs, "kafka.tools.StorageTool", "format",
+                           "-t", new_cluster_id(), "-c", str(props)),
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+            if fmt.returncode == 0:
+                return
+            if attempt == tries:
+                raise LocalKafkaError(
+                    f"formatting the KRaft log failed (exit {fmt.returncode}):\n"
+                    f"{fmt.stdout}{fmt.stderr}"
+                )
+
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
         """Format (first time only), launch, and return once a real request succeeds."""
         if self._process is not None and self._process.poll() is None:
@@ -209,15 +226,8 @@ class LocalKafka:
         self.data_root.mkdir(parents=True, exist_ok=True)
         props = self.data_root / "server.properties"
         if not self._formatted:
-            shutil.rmtree(self.data_root / "kraft-logs", ignore_errors=True)
             props.write_text(self._properties())
-            fmt = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format",
-                           "-t", new_cluster_id(), "-c", str(props)),
-                capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
-            if fmt.returncode != 0:
-                raise LocalKafkaError(f"formatting the KRaft log failed:\n{fmt.stdout}{fmt.stderr}")
+            self._format(libs, props)
             self._formatted = True
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(

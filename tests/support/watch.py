@@ -1,0 +1,150 @@
+"""Watching the outcome topics while processors run: counts so far, arrival times, catch-up.
+
+:class:`OutcomeWatch` runs an :class:`~processor.devtools.reconcile.OutcomeCollector` in a
+background task for as long as a test needs it, so the test can wait on progress ("2,000
+more outcomes") while it kills, restarts or adds processors, and can afterwards ask when
+the outcomes arrived. :meth:`OutcomeWatch.caught_up` waits until everything the outcome
+topics hold has been read: once every processor has stopped, that is an exact end, with no
+settle time to guess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from processor.config import TopicsConfig
+from processor.devtools.reconcile import Coordinates, OutcomeCollector
+from tests.support.waiting import wait_until
+
+WATCH_LIMIT_S = 600.0  # the collector's own deadline; every wait of a test is shorter
+CLIENT_TIMEOUT_S = 30.0
+
+
+async def outcome_records(bootstrap: str, topics: TopicsConfig) -> int:
+    """How many records the three outcome topics hold now (the sum of their end offsets).
+
+    The processor's idempotent, non-transactional producer leaves no gaps in the log, so
+    the end offset of a partition of a fresh topic is its record count.
+    """
+    names = (topics.valid, topics.invalid, topics.dead_letter)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await asyncio.wait_for(consumer.start(), CLIENT_TIMEOUT_S)
+    try:
+        await asyncio.wait_for(consumer.topics(), CLIENT_TIMEOUT_S)  # loads the metadata
+        tps = [
+            TopicPartition(name, p)
+            for name in names
+            for p in consumer.partitions_for_topic(name) or ()
+        ]
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), CLIENT_TIMEOUT_S)
+        return sum(ends.values())
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), 10)
+
+
+class OutcomeWatch:
+    """Reads the outcome topics in the background; see :func:`watching`."""
+
+    def __init__(self, bootstrap: str, topics: TopicsConfig, expected: set[Coordinates]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.expected = expected
+        self.collector = OutcomeCollector(bootstrap, topics)
+        #: ``(monotonic s, outcomes read so far)`` after every poll that brought some.
+        self.arrivals: list[tuple[float, int]] = []
+        self._stopping = False
+        self._task: asyncio.Task[bool] | None = None
+
+    @property
+    def read(self) -> int:
+        """Outcome records read so far, duplicates included."""
+        return len(self.collector.in_order)
+
+    @property
+    def complete(self) -> bool:
+        """Every expected input has at least one outcome."""
+        return self.expected <= self.collector.seen.keys()
+
+    def _note(self, _distinct: int) -> None:
+        read = self.read
+        if not self.arrivals or read > self.arrivals[-1][1]:
+            self.arrivals.append((time.monotonic(), read))
+
+    def _check_alive(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()  # raises what ended it
+            raise AssertionError("the outcome watch ended early")
+
+    async def wait_for(
+        self,
+        condition: Callable[[], bool],
+        timeout_s: float,
+        what: str,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Wait until ``condition()``; fail early when ``give_up()`` (a processor died)."""
+
+        def done() -> bool:
+            self._check_alive()
+            if give_up():
+                raise AssertionError(f"gave up waiting for {what}")
+            return condition()
+
+        await wait_until(done, timeout_s, what)
+
+    async def wait_read(
+        self, count: int, timeout_s: float, give_up: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Wait until ``count`` outcome records (duplicates included) have been read."""
+        await self.wait_for(lambda: self.read >= count, timeout_s, f"{count} outcomes", give_up)
+
+    async def caught_up(self, timeout_s: float) -> None:
+        """Wait until everything the outcome topics hold now has been read."""
+        total = await outcome_records(self.bootstrap, self.topics)
+        await self.wait_for(lambda: self.read >= total, timeout_s, f"reading {total} outcomes")
+
+    def arrival_time(self, index: int) -> float:
+        """When the outcome at ``index`` of ``collector.in_order`` was read (monotonic s)."""
+        for at, read in self.arrivals:
+            if read > index:
+                return at
+        raise IndexError(index)
+
+    def longest_gap_s(self, start: float, end: float) -> float:
+        """The longest time between two consecutive arrivals, the later in ``[start, end)``."""
+        times = [at for at, _ in self.arrivals]
+        gaps = [b - a for a, b in itertools.pairwise(times) if start <= b < end]
+        return max(gaps, default=0.0)
+
+    async def start(self) -> None:
+        collecting = self.collector.collect(
+            self.expected, timeout_s=WATCH_LIMIT_S, on_progress=self._note,
+            settle_s=WATCH_LIMIT_S, give_up=lambda: self._stopping,
+        )  # fmt: skip
+        self._task = asyncio.create_task(collecting)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, CLIENT_TIMEOUT_S)
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    bootstrap: str, topics: TopicsConfig, expected: set[Coordinates]
+) -> AsyncIterator[OutcomeWatch]:
+    """An :class:`OutcomeWatch` reading from the start of the outcome topics until exit."""
+    watch = OutcomeWatch(bootstrap, topics, expected)
+    await watch.start()
+    try:
+        yield watch
+    finally:
+        await watch.stop()
