@@ -79,6 +79,12 @@ async def _supervise(config: Path | None, workers: int, settings: Settings) -> i
     return await supervisor.run()
 
 
+def _dump_tasks() -> None:
+    """``kill -USR1 <pid>``: where every asyncio task waits (to diagnose a hang)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+
+
 async def _run(settings: Settings) -> int:
     from processor.app import App
 
@@ -86,6 +92,7 @@ async def _run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     return await app.run()
 
 

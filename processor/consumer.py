@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -88,9 +89,7 @@ class Intake:
             # Poll even when full: every partition is paused then, so nothing comes back,
             # but the group sees us alive (max_poll_interval_ms).
             room = max(1, min(self._engine.capacity(), self._fetch_max_records))
-            batches = await self._consumer.getmany(
-                timeout_ms=self._poll_timeout_ms, max_records=room
-            )
+            batches = await self._poll(room)
             for tp, records in batches.items():
                 if self._engine.offsets((tp.topic, tp.partition)) is None:
                     continue  # revoked while the fetch was under way
@@ -98,6 +97,25 @@ class Intake:
                     self._engine.submit(record)
                 self.consumed_total += len(records)
                 self._metrics.records_consumed.inc(len(records))
+
+    async def _poll(self, room: int) -> dict[Any, list[Any]]:
+        """``getmany``, abandoned when stop is asked: while the group is (re)joining and we
+        hold no partition, aiokafka waits for an assignment whatever ``timeout_ms`` says."""
+        poll = asyncio.ensure_future(
+            self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=room)
+        )
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not poll.done():
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return {}
+        result: dict[Any, list[Any]] = poll.result()
+        return result
 
     def _apply_backpressure(self) -> None:
         engine = self._engine

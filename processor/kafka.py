@@ -19,7 +19,9 @@ from processor.config import KafkaConfig
 from processor.errors import ProcessorError
 
 ADMIN_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 30.0
+# Leaving the group can wait on a rebalance held up by a dead member (until its session
+# expires): nothing is in flight by then, so we stop waiting and let the session expire.
+STOP_TIMEOUT_S = 10.0
 
 #: The client types, for modules that hold clients but must not import aiokafka.
 Producer = AIOKafkaProducer
