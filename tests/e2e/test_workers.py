@@ -61,7 +61,8 @@ async def test_two_supervised_workers_share_the_group_and_a_killed_one_is_restar
     assert complete, log.read_text()[-2000:]
     assert result.missing == []
     assert result.wrong == []
-    assert exit_code == 0, "\n".join(l for l in log.read_text().splitlines()[-60:] if "dead_lettered" not in l)
+    tail = [line for line in log.read_text().splitlines() if "dead_lettered" not in line][-60:]
+    assert exit_code == 0, "\n".join(tail)
     exited = _events(log, "supervisor.worker_exited")
     assert [e["worker"] for e in exited] == [victim["worker"]]
     assert exited[0]["exit_code"] == -signal.SIGKILL
