@@ -12,7 +12,6 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 from processor.upstream.client import UpstreamRequest, UpstreamResponse
 
@@ -57,9 +56,3 @@ class ResponseCache:
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
-
-
-def mark_retrieved(future: Any) -> None:
-    """Mark a shared future's exception as retrieved (no one may be waiting on it)."""
-    if not future.cancelled():
-        future.exception()

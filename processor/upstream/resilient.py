@@ -27,7 +27,7 @@ import structlog
 from processor.config import RetryConfig
 from processor.errors import UpstreamError, UpstreamRateLimited
 from processor.upstream.breaker import BreakerState, CircuitBreaker
-from processor.upstream.cache import ResponseCache, mark_retrieved, request_key
+from processor.upstream.cache import ResponseCache, request_key
 from processor.upstream.client import Caller, UpstreamRequest, UpstreamResponse
 from processor.upstream.limiter import TokenBucket
 
@@ -42,6 +42,12 @@ class UpstreamObserver(Protocol):
     def cache(self, result: str) -> None: ...
     def limiter_waited(self, seconds: float) -> None: ...
     def breaker_changed(self, state: BreakerState) -> None: ...
+
+
+def mark_retrieved(future: asyncio.Future[UpstreamResponse]) -> None:
+    """Mark a shared call's exception as observed: no joiner may be waiting on it."""
+    if not future.cancelled():
+        future.exception()
 
 
 def status_class(exc: UpstreamError | None) -> str:
