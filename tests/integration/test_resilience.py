@@ -74,7 +74,7 @@ async def test_rate_limit_is_used_to_within_five_percent_without_a_single_429(
         settings = settings_for(
             tmp_path, kafka_bootstrap, simulator_url, topics,
             upstreams={"email": {"base_url": limited.url, "rate_limit_rps": 200,
-                                 "rate_limit_burst": 2}},
+                                 "rate_limit_burst": 5}},
         )  # fmt: skip
         app, result, _ = await run_to_completion(settings, kafka_bootstrap, corpus)
         arrivals = await limited.requests(EMAIL_PATH)
