@@ -74,6 +74,7 @@ class App:
         self._broker_reachable = False
         self._lag: dict[tuple[str, int], int] = {}
         self._outcome_samples: deque[tuple[float, int]] = deque()
+        self._outcome_metrics: dict[str, tuple[Any, Any]] = {}
         #: The port the operations endpoint listens on (known once it is bound).
         self.http_port: int | None = None
 
@@ -92,9 +93,16 @@ class App:
         else:
             doc = outcome.document
             topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
-        self.outcomes[f"{topic}:{code}"] += 1
-        self.metrics.outcomes.labels(topic, code).inc()
-        self.metrics.pipeline_seconds.labels(topic).observe(took_s)
+        name = f"{topic}:{code}"
+        self.outcomes[name] += 1
+        children = self._outcome_metrics.get(name)
+        if children is None:  # labels() costs a lock and a dict lookup: once per series
+            children = self._outcome_metrics[name] = (
+                self.metrics.outcomes.labels(topic, code),
+                self.metrics.pipeline_seconds.labels(topic),
+            )
+        children[0].inc()
+        children[1].observe(took_s)
 
     # -- readiness and status (served by processor.http) ------------------------------
     def readiness(self) -> dict[str, bool]:

@@ -32,6 +32,7 @@ from processor.offsets import PartitionOffsets
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid
 from processor.pipeline import Pipeline
 from processor.records import InputRecord
+from processor.slots import Slots
 from processor.waits import CURRENT_PARTITION
 
 TP = tuple[str, int]
@@ -57,7 +58,7 @@ class Engine:
         self._pipeline = pipeline
         self._publisher = publisher
         self._ordering = ordering
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = Slots(max_concurrency)
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_partition = max_in_flight_per_partition
         self._on_outcome = on_outcome

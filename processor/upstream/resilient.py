@@ -26,6 +26,7 @@ import structlog
 
 from processor.config import RetryConfig
 from processor.errors import UpstreamError, UpstreamRateLimited
+from processor.slots import Slots
 from processor.upstream.breaker import BreakerState, CircuitBreaker
 from processor.upstream.cache import ResponseCache, request_key
 from processor.upstream.client import Caller, UpstreamRequest, UpstreamResponse
@@ -81,7 +82,7 @@ class ResilientCaller:
         self.name = transport.name
         self._transport = transport
         self._retry = retry
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = Slots(max_concurrency)
         self._breaker = breaker
         self._limiter = limiter
         self._cache = cache

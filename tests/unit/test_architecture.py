@@ -18,6 +18,7 @@ LOW_LEVEL = (
     "processor.offsets",
     "processor.records",
     "processor.logs",
+    "processor.slots",
 )
 ABOVE_LOW_LEVEL = (
     "processor.checks",
