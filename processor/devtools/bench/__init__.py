@@ -1,0 +1,1 @@
+"""The benchmark (``make bench``): scenarios in :mod:`.run`, arithmetic in :mod:`.stats`."""

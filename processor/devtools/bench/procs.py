@@ -1,0 +1,100 @@
+"""CPU time and resident memory of a process and its children, sampled from ``/proc``.
+
+:class:`Sampler` runs in its own thread (so ``/proc`` reads never block the harness's event
+loop) and records, every ``interval_s``, the wall-clock time, the CPU seconds (user +
+system) and the resident memory of the process tree: with ``--workers`` the supervisor and
+its workers. Linux only, like the rest of the harness.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants that are alive now."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(_children(current))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process so far (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)"; comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """(resident now, peak resident) of one process in MiB (0, 0 if it is gone)."""
+    rss = hwm = 0.0
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0, 0.0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return rss, hwm
+
+
+class Sampler(threading.Thread):
+    """Samples a process tree until :meth:`stop`; results in ``cpu`` and ``peak_rss_mib``.
+
+    ``cpu`` is a list of (time.time(), CPU seconds of the tree). CPU of a child that
+    exited is no longer counted, so keep the tree alive until sampling stops.
+    """
+
+    def __init__(self, pid: int, interval_s: float = 0.1) -> None:
+        super().__init__(daemon=True, name=f"sampler-{pid}")
+        self.pid = pid
+        self.interval_s = interval_s
+        self.cpu: list[tuple[float, float]] = []
+        self.rss: list[tuple[float, float]] = []
+        #: The largest sum over the tree of each process's own peak (VmHWM); for a single
+        #: process its exact peak, for several an upper bound of their joint peak.
+        self.peak_rss_mib = 0.0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self.interval_s)
+
+    def sample(self) -> None:
+        pids = process_tree(self.pid)
+        now = time.time()
+        spent = sum(cpu_seconds(p) for p in pids)
+        if self.cpu:  # a process that is gone reads as 0: the series never goes back
+            spent = max(spent, self.cpu[-1][1])
+        self.cpu.append((now, spent))
+        memory = [memory_mib(p) for p in pids]
+        self.rss.append((now, sum(rss for rss, _ in memory)))
+        self.peak_rss_mib = max(self.peak_rss_mib, sum(hwm for _, hwm in memory))
+
+    def stop(self) -> None:
+        """Take a last sample and end the thread."""
+        self._done.set()
+        self.join(5)
+        self.sample()

@@ -1,0 +1,535 @@
+"""``make bench``: throughput, latency and memory of the processor against the limits of its stack.
+
+Starts a local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``) and the upstream simulator,
+then measures each scenario side by side in one run, every system under test in its own
+process, sampled from ``/proc`` (see ``docs/benchmarks.md`` for what each scenario means
+and why it is measured that way). Prints a table, and writes
+``bench/results/<timestamp>.json`` and ``.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+import processor
+from processor.config import TopicsConfig
+from processor.devtools.bench.kafka_io import (
+    OutcomeCounter,
+    create_topics,
+    produce_backlog,
+    produce_paced,
+    read_outcomes,
+)
+from processor.devtools.bench.procs import Sampler
+from processor.devtools.bench.stats import Target, cpu_per_1k, percentile, steady_window
+from processor.devtools.corpus import CorpusRecord, bench_records, build_corpus
+from processor.devtools.demo import EXAMPLE_CONFIG, RUN_DIR, _broker, _simulator
+from processor.devtools.local_kafka import POM, REPO_ROOT, kafka_version
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+PARTITIONS = 6
+UPSTREAM_LATENCY_MS = 20.0
+CONCURRENCY = 256
+RATE_LIMIT_RPS = 500.0
+RSS_BUDGET_MIB = 256
+EMAIL_PATH = "/v1/email/verify"
+console = Console(width=160)
+
+
+@dataclass
+class Result:
+    """One scenario's row: what was measured, against which bound, and the verdict."""
+
+    scenario: str
+    records: int
+    records_per_s: float | None = None
+    cpu_s_per_1k: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    peak_rss_mib: float | None = None
+    bound: float | None = None
+    bound_is: str = ""
+    ratio: float | None = None
+    target: str = "-"
+    met: bool | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Records (or seconds) per scenario; ``--quick`` divides them for a smoke run."""
+
+    passthrough: int = 150_000
+    schema_only: int = 40_000
+    upstream_bound: int = 40_000
+    rate_limited: int = 12_500
+    latency_s: float = 20.0
+    scale: int = 40_000
+    memory: int = 1_000_000
+    memory_s: float = 30.0
+
+    def scaled(self, factor: float) -> Sizes:
+        return Sizes(*(type(v)(v * factor) for v in asdict(self).values()))
+
+
+@dataclass
+class Bench:
+    """One benchmark run: the broker, the simulator, and where its files go."""
+
+    bootstrap: str
+    simulator: str
+    run_id: str
+    loop: str
+    profile: str = ""
+    work: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.work = RUN_DIR / "bench" / self.run_id
+        self.work.mkdir(parents=True, exist_ok=True)
+
+    def topics(self, name: str) -> TopicsConfig:
+        base = f"bench-{self.run_id}-{name}"
+        return TopicsConfig(input=f"{base}.in", valid=f"{base}.valid",
+                            invalid=f"{base}.invalid", dead_letter=f"{base}.dlq")  # fmt: skip
+
+    def config(
+        self, name: str, topics: TopicsConfig, *, checks: bool,
+        rate_limit_rps: float | None = None, rss_budget_mib: int | None = None,
+    ) -> Path:  # fmt: skip
+        """The processor's config: the shipped example, pointed at this run."""
+        data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+        data["kafka"].update(bootstrap_servers=self.bootstrap, topics=topics.model_dump(),
+                             group_id=f"bench-{self.run_id}-{name}")  # fmt: skip
+        data["logging"] = {"level": "info", "format": "json"}
+        data["http"]["port"] = 0
+        data["engine"]["max_concurrency"] = CONCURRENCY
+        if self.loop != "asyncio":
+            data["engine"]["event_loop"] = self.loop
+        if rss_budget_mib is not None:
+            data["engine"]["max_rss_mib"] = rss_budget_mib
+        for upstream in data["upstreams"].values():
+            upstream["base_url"] = self.simulator
+        email = data["upstreams"]["email"]
+        email["max_concurrency"] = CONCURRENCY
+        if rate_limit_rps is not None:
+            email.update(rate_limit_rps=rate_limit_rps, rate_limit_burst=5)
+        only_email = [c for c in data["checks"]["customer.v1"] if c["upstream"] == "email"]
+        data["checks"] = {"customer.v1": only_email} if checks else {}
+        path = self.work / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def processor_cmd(self, config: Path, workers: int = 1) -> list[str]:
+        run = ["-m", "processor.cli", "run", "--config", str(config), "--workers", str(workers)]
+        if self.profile == "pyinstrument" and workers == 1:  # statistical, as a text tree
+            report = self.work / f"{config.stem}.profile.txt"
+            return [sys.executable, "-m", "pyinstrument", "--renderer", "text",
+                    "--outfile", str(report), *run]  # fmt: skip
+        if self.profile == "cprofile" and workers == 1:  # deterministic: calls and own time
+            report = self.work / f"{config.stem}.pstats"
+            return [sys.executable, "-m", "cProfile", "-o", str(report), *run]
+        return [sys.executable, *run]
+
+    def passthrough_cmd(self, name: str, topics: TopicsConfig) -> list[str]:
+        return [sys.executable, "-m", "processor.devtools.bench.passthrough",
+                "--bootstrap", self.bootstrap, "--input", topics.input,
+                "--output", topics.valid, "--group", f"bench-{self.run_id}-{name}",
+                *(["--uvloop"] if self.loop == "uvloop" else [])]  # fmt: skip
+
+    async def simulator_set(self, **settings: Any) -> None:
+        """Change the simulator's settings and zero its stats."""
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.post(f"{self.simulator}/_control", json=settings) as answer:
+                answer.raise_for_status()
+            async with http.post(f"{self.simulator}/_reset") as answer:
+                answer.raise_for_status()
+
+    async def simulator_requests(self, path: str) -> list[tuple[float, Any]]:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(f"{self.simulator}/_requests", params={"path": path}) as answer,
+        ):
+            answer.raise_for_status()
+            body = await answer.json()
+        return [(float(t), status) for t, status in body["requests"]]
+
+    @contextlib.asynccontextmanager
+    async def launched(self, name: str, cmd: list[str]) -> AsyncIterator[Sampler]:
+        """The system under test as a subprocess, sampled until it is stopped (SIGTERM)."""
+        with (self.work / f"{name}.log").open("wb") as log:
+            proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log)
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        try:
+            yield sampler
+        finally:
+            sampler.stop()
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    async def _until(self, counter: OutcomeCounter, count: int, timeout_s: float) -> int:
+        """Poll the outcome count until it reaches ``count`` (or the deadline); return it."""
+        deadline = time.monotonic() + timeout_s
+        seen = await counter.count()
+        while seen < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # a bounded poll of end offsets, not synchronisation
+            seen = await counter.count()
+        return seen
+
+    async def backlog_run(
+        self, name: str, count: int, cmd: Callable[[TopicsConfig], list[str]],
+        corpus: Sequence[CorpusRecord],
+    ) -> Result:  # fmt: skip
+        """Produce ``count`` records, then let the system under test work through them."""
+        topics = self.topics(name)
+        outcome_topics = [topics.valid, topics.invalid, topics.dead_letter]
+        await create_topics(self.bootstrap, topics.input, outcome_topics, PARTITIONS)
+        produced_in = await produce_backlog(self.bootstrap, topics.input, corpus, count)
+        console.print(f"  {name}: backlog of {count:,} records produced in {produced_in:.1f}s")
+        started = time.monotonic()
+        async with (
+            OutcomeCounter(self.bootstrap, outcome_topics, PARTITIONS) as counter,
+            self.launched(name, cmd(topics)) as sampler,
+        ):
+            done = await self._until(counter, count, timeout_s=60 + count / 200)
+        took = time.monotonic() - started
+        times = await read_outcomes(self.bootstrap, outcome_topics, done, with_inputs=False)
+        window = steady_window(sorted(times.appended_s))
+        result = Result(
+            scenario=name, records=count, records_per_s=round(window.rate, 1),
+            cpu_s_per_1k=round(cpu_per_1k(sampler.cpu, window), 4),
+            peak_rss_mib=round(sampler.peak_rss_mib, 1),
+            extra={"outcomes": done, "wall_s": round(took, 1),
+                   "window_s": round(window.end_s - window.start_s, 2)},
+        )  # fmt: skip
+        if done < count:
+            result.notes = f"only {done:,} of {count:,} outcomes in time"
+        return result
+
+    async def latency_run(
+        self, name: str, rate: float, seconds: float, cmd: Callable[[TopicsConfig], list[str]]
+    ) -> Result:
+        """Open-loop load at ``rate``: warm up, then measure produce-to-outcome latency."""
+        topics = self.topics(name)
+        outcome_topics = [topics.valid, topics.invalid, topics.dead_letter]
+        await create_topics(self.bootstrap, topics.input, outcome_topics, PARTITIONS)
+        warm_s = 5.0
+        corpus = bench_records(int(rate * (seconds + warm_s)) + 100, seed=23)
+        async with (
+            OutcomeCounter(self.bootstrap, outcome_topics, PARTITIONS) as counter,
+            self.launched(name, cmd(topics)) as sampler,
+        ):
+            warm = await produce_paced(self.bootstrap, topics.input, corpus, rate, warm_s)
+            await self._until(counter, warm, timeout_s=60)
+            measured_from = time.time()
+            sent = await produce_paced(
+                self.bootstrap, topics.input, corpus, rate, seconds, offset=warm
+            )
+            measured_to = time.time()
+            done = await self._until(counter, warm + sent, timeout_s=60)
+        times = await read_outcomes(self.bootstrap, outcome_topics, done, with_inputs=True)
+        latencies = [(a - p) * 1000 for a, p in zip(times.appended_s, times.produced_s,
+                                                    strict=True) if p >= measured_from]  # fmt: skip
+        delivered = len(latencies) / (measured_to - measured_from)
+        cpu_spent = _cpu_between(sampler, measured_from, measured_to)
+        return Result(
+            scenario=name, records=sent, records_per_s=round(delivered, 1),
+            cpu_s_per_1k=round(1000 * cpu_spent / max(1, len(latencies)), 4),
+            p50_ms=round(percentile(latencies, 50), 1), p99_ms=round(percentile(latencies, 99), 1),
+            peak_rss_mib=round(sampler.peak_rss_mib, 1), bound=round(rate, 1),
+            bound_is="offered records/s", ratio=round(delivered / rate, 3),
+            target=str(Target(low=0.99)), met=Target(low=0.99).met(delivered / rate),
+            extra={"offered_per_s": rate, "latency_samples": len(latencies),
+                   "p90_ms": round(percentile(latencies, 90), 1),
+                   "max_ms": round(max(latencies), 1)},
+        )  # fmt: skip
+
+
+def _cpu_between(sampler: Sampler, start: float, end: float) -> float:
+    from processor.devtools.bench.stats import interpolate
+
+    return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
+
+
+def _judge(result: Result, bound: float, bound_is: str, target: Target) -> Result:
+    result.bound, result.bound_is, result.target = round(bound, 1), bound_is, str(target)
+    if result.records_per_s is not None and bound > 0:
+        result.ratio = round(result.records_per_s / bound, 3)
+    result.met = target.met(result.ratio)
+    return result
+
+
+async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
+    """Run the chosen scenarios in order (later ones take their bounds from earlier ones)."""
+    results: list[Result] = []
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
+    corpus = bench_records(max(sizes.passthrough, sizes.schema_only, sizes.upstream_bound,
+                               sizes.scale, sizes.rate_limited))  # fmt: skip
+    proc_cmd = bench.processor_cmd
+    passthrough = schema_only = upstream = None
+
+    if wanted("passthrough"):
+        console.print("[bold]passthrough[/]: minimal aiokafka consume-then-produce loop")
+        passthrough = await bench.backlog_run(
+            "passthrough", sizes.passthrough, lambda t: bench.passthrough_cmd("passthrough", t),
+            corpus,
+        )  # fmt: skip
+        results.append(_judge(passthrough, passthrough.records_per_s or 0, "itself", Target()))
+
+    if wanted("schema-only"):
+        console.print("[bold]schema-only[/]: the processor, schema validation, no checks")
+        schema_only = await bench.backlog_run(
+            "schema-only", sizes.schema_only,
+            lambda t: proc_cmd(bench.config("schema-only", t, checks=False)), corpus,
+        )  # fmt: skip
+        bound = passthrough.records_per_s if passthrough and passthrough.records_per_s else 0
+        results.append(_judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
+
+    if wanted("upstream-bound"):
+        console.print(f"[bold]upstream-bound[/]: e-mail check, {UPSTREAM_LATENCY_MS:g} ms fixed")
+        await bench.simulator_set(latency_ms=UPSTREAM_LATENCY_MS, latency_distribution="fixed",
+                                  rate_limit_rps=0)  # fmt: skip
+        upstream = await bench.backlog_run(
+            "upstream-bound", sizes.upstream_bound,
+            lambda t: proc_cmd(bench.config("upstream-bound", t, checks=True)), corpus,
+        )  # fmt: skip
+        little = CONCURRENCY / (UPSTREAM_LATENCY_MS / 1000)
+        schema_rate = schema_only.records_per_s if schema_only else None
+        bound = min(little, schema_rate) if schema_rate else little
+        bound_is = "Little's law" if bound == little else "schema-only records/s"
+        results.append(_judge(upstream, bound, bound_is, Target(low=0.90)))
+
+    if wanted("rate-limited"):
+        results.append(await _rate_limited(bench, sizes, corpus))
+
+    if wanted("latency"):
+        max_rate = (upstream.records_per_s if upstream else None) or 1_000.0
+        rate = round(max_rate / 2, 1)
+        console.print(f"[bold]latency[/]: upstream-bound config at {rate:,.0f} records/s")
+        await bench.simulator_set(latency_ms=UPSTREAM_LATENCY_MS, latency_distribution="fixed",
+                                  rate_limit_rps=0)  # fmt: skip
+        results.append(await bench.latency_run(
+            "latency", rate, sizes.latency_s,
+            lambda t: proc_cmd(bench.config("latency", t, checks=True)),
+        ))  # fmt: skip
+        console.print("[bold]latency-passthrough[/]: the same load through passthrough")
+        floor = await bench.latency_run(
+            "latency-passthrough",
+            rate,
+            sizes.latency_s,
+            lambda t: bench.passthrough_cmd("latency-passthrough", t),
+        )
+        floor.notes = "the stack's own latency at the same rate"
+        results.append(floor)
+
+    if wanted("scale"):
+        console.print("[bold]scale[/]: schema-only with --workers 2")
+        scale = await bench.backlog_run(
+            "scale", sizes.scale,
+            lambda t: proc_cmd(bench.config("scale", t, checks=False), workers=2), corpus,
+        )  # fmt: skip
+        one = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
+        _judge(scale, 2 * one, "2 x schema-only records/s", Target())
+        if one and scale.records_per_s:
+            scale.extra["speedup"] = round(scale.records_per_s / one, 2)
+            scale.notes = f"{scale.extra['speedup']}x one worker"
+        results.append(scale)
+
+    if wanted("memory"):
+        results.append(await _memory(bench, sizes))
+    return results
+
+
+async def _rate_limited(bench: Bench, sizes: Sizes, corpus: Sequence[CorpusRecord]) -> Result:
+    console.print(f"[bold]rate-limited[/]: upstream limit {RATE_LIMIT_RPS:g} requests/s")
+    await bench.simulator_set(latency_ms=5, latency_distribution="fixed",
+                              rate_limit_rps=RATE_LIMIT_RPS, rate_limit_burst=20)  # fmt: skip
+    result = await bench.backlog_run(
+        "rate-limited", sizes.rate_limited,
+        lambda t: bench.processor_cmd(
+            bench.config("rate-limited", t, checks=True, rate_limit_rps=RATE_LIMIT_RPS)
+        ),
+        corpus,
+    )  # fmt: skip
+    requests = await bench.simulator_requests(EMAIL_PATH)
+    await bench.simulator_set(rate_limit_rps=0)
+    answered = sorted(t for t, status in requests if status == 200)
+    too_many = sum(1 for _, status in requests if status == 429)
+    window = steady_window(answered)
+    target = Target(low=0.98, high=1.02)
+    result.bound, result.bound_is, result.target = RATE_LIMIT_RPS, "requests/s", str(target)
+    result.ratio = round(window.rate / RATE_LIMIT_RPS, 4)
+    result.met = bool(target.met(result.ratio)) and too_many == 0
+    result.extra.update(requests_per_s=round(window.rate, 1), answered_429=too_many,
+                        requests=len(requests))  # fmt: skip
+    result.notes = f"{window.rate:.1f} requests/s, {too_many} answered 429"
+    return result
+
+
+async def _memory(bench: Bench, sizes: Sizes) -> Result:
+    name = "memory"
+    console.print(f"[bold]memory[/]: {sizes.memory:,}-record backlog, {sizes.memory_s:g}s")
+    topics = bench.topics(name)
+    outcome_topics = [topics.valid, topics.invalid, topics.dead_letter]
+    await create_topics(bench.bootstrap, topics.input, outcome_topics, PARTITIONS)
+    corpus = [r for r in build_corpus(10_001, keys=200, seed=9) if r.label != "record.too_large"]
+    produced_in = await produce_backlog(bench.bootstrap, topics.input, corpus, sizes.memory)
+    console.print(f"  memory: backlog produced in {produced_in:.1f}s")
+    await bench.simulator_set(latency_ms=UPSTREAM_LATENCY_MS, latency_distribution="fixed",
+                              rate_limit_rps=0)  # fmt: skip
+    config = bench.config(name, topics, checks=True, rss_budget_mib=RSS_BUDGET_MIB)
+    counts: list[tuple[float, int]] = []
+    async with (
+        OutcomeCounter(bench.bootstrap, outcome_topics, PARTITIONS) as counter,
+        bench.launched(name, bench.processor_cmd(config)) as sampler,
+    ):
+        end = time.monotonic() + sizes.memory_s
+        while time.monotonic() < end:
+            counts.append((time.time(), await counter.count()))
+            await asyncio.sleep(0.5)  # sampling interval of a fixed-length run
+    (t0, c0), (t1, c1) = counts[len(counts) // 5], counts[-1]
+    rate = (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+    target = Target(high=1.0)
+    peak = round(sampler.peak_rss_mib, 1)
+    return Result(
+        scenario=name, records=sizes.memory, records_per_s=round(rate, 1),
+        cpu_s_per_1k=round(1000 * _cpu_between(sampler, t0, t1) / max(1, c1 - c0), 4),
+        peak_rss_mib=peak, bound=RSS_BUDGET_MIB, bound_is="engine.max_rss_mib (MiB)",
+        ratio=round(peak / RSS_BUDGET_MIB, 3), target=str(target),
+        met=target.met(peak / RSS_BUDGET_MIB),
+        notes=f"{c1:,} outcomes in {sizes.memory_s:g}s of a {sizes.memory:,} backlog",
+        extra={"outcomes": c1, "rss_mib_every_5s": [round(v) for _, v in sampler.rss[::50]]},
+    )  # fmt: skip
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = next((line.split(":", 1)[1].strip()
+                  for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())  # fmt: skip
+    import aiokafka
+
+    return {
+        "cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+        "kafka": kafka_version(POM), "aiokafka": aiokafka.__version__,
+        "processor": processor.__version__, "os": platform.platform(),
+    }  # fmt: skip
+
+
+def table(results: Sequence[Result], title: str) -> Table:
+    out = Table(title=title)
+    for name in ("scenario", "records/s", "CPU s/1k", "p50 ms", "p99 ms", "peak RSS MiB",
+                 "bound", "ratio", "target", "met"):  # fmt: skip
+        out.add_column(name, justify="left" if name == "scenario" else "right")
+
+    def num(v: float | None, fmt: str = ",.0f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in results:
+        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[r.met]
+        out.add_row(r.scenario, num(r.records_per_s), num(r.cpu_s_per_1k, ".3f"),
+                    num(r.p50_ms, ".1f"), num(r.p99_ms, ".1f"), num(r.peak_rss_mib, ".1f"),
+                    f"{num(r.bound)} ({r.bound_is})" if r.bound is not None else "-",
+                    num(r.ratio, ".3f"), r.target, met)  # fmt: skip
+    return out
+
+
+def markdown(results: Sequence[Result]) -> str:
+    """The table as Markdown, for the README."""
+    rows = ["| scenario | records/s | CPU s / 1k | p50 ms | p99 ms | peak RSS MiB | bound | "
+            "ratio | target | met |", "|---|--:|--:|--:|--:|--:|---|--:|---|---|"]  # fmt: skip
+
+    def num(v: float | None, fmt: str = ",.0f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    for r in results:
+        bound = f"{num(r.bound)} ({r.bound_is})" if r.bound is not None else "-"
+        met = {True: "yes", False: "**no**", None: "-"}[r.met]
+        rows.append(f"| {r.scenario} | {num(r.records_per_s)} | {num(r.cpu_s_per_1k, '.3f')} | "
+                    f"{num(r.p50_ms, '.1f')} | {num(r.p99_ms, '.1f')} | "
+                    f"{num(r.peak_rss_mib, '.1f')} | {bound} | {num(r.ratio, '.3f')} | "
+                    f"{r.target} | {met} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+async def _main(args: argparse.Namespace, bootstrap: str, simulator: str) -> int:
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    bench = Bench(bootstrap, simulator, run_id, args.loop, args.profile)
+    sizes = Sizes().scaled(args.scale)
+    only = set(args.only.split(",")) if args.only else set()
+    started = time.monotonic()
+    results = await scenarios(bench, sizes, only)
+    info = machine() | {"event_loop": args.loop}
+    title = (f"record-processor benchmark {run_id}: {info['cores']} cores, Python "
+             f"{info['python']}, Kafka {info['kafka']}, {args.loop}")  # fmt: skip
+    console.print(table(results, title))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    report = {"run": run_id, "machine": info, "scale": args.scale,
+              "seconds": round(time.monotonic() - started, 1),
+              "results": [asdict(r) for r in results]}  # fmt: skip
+    out = RESULTS_DIR / f"{run_id}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS_DIR / f"{run_id}.md").write_text(f"{title}\n\n{markdown(results)}\n")
+    console.print(f"results: {out} (and .md)")
+    if not args.no_chart:
+        from processor.devtools.bench.chart import draw
+
+        png = draw(results, title, RESULTS_DIR / f"{run_id}.png")
+        console.print(f"chart: {png}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every record count")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--profile",
+        choices=("pyinstrument", "cprofile"),
+        default="",
+        help="run the processor under a profiler (its numbers then include "
+        "the profiler's cost); reports in .run/bench/<run>/",
+    )
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    args = parser.parse_args(argv)
+    RUN_DIR.mkdir(exist_ok=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with _broker() as bootstrap, _simulator() as simulator:
+            return asyncio.run(_main(args, bootstrap, simulator))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: everything started has been stopped[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
