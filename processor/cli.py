@@ -126,10 +126,6 @@ def main(argv: list[str] | None = None) -> int:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:
             return asyncio.run(_supervise(args.config, workers, settings))
-        if settings.engine.event_loop == "uvloop":
-            import uvloop
-
-            return uvloop.run(_run(settings))
         return asyncio.run(_run(settings))
     except ProcessorError as exc:
         print(f"processor: {exc}", file=sys.stderr)  # noqa: T201 - CLI error output

@@ -89,9 +89,6 @@ class EngineConfig(_Frozen):
     max_rss_mib: int | None = Field(
         default=None, ge=64, description="pause intake while resident memory is above this"
     )
-    event_loop: Literal["asyncio", "uvloop"] = Field(
-        default="asyncio", description="the asyncio event loop implementation to run on"
-    )
 
     @model_validator(mode="after")
     def _caps_fit(self) -> EngineConfig:

@@ -54,6 +54,8 @@ def _not_blank(value: str) -> str:
 
 
 def _uri_reference(value: str) -> str:
+    if value.isascii() and value.isprintable() and " " not in value:
+        return value  # the common case, without a per-character scan
     for char in value:
         if char.isspace() or unicodedata.category(char) == "Cc":
             raise PydanticCustomError(
@@ -147,7 +149,9 @@ class CloudEvent(BaseModel):
 
     @model_validator(mode="after")
     def _extensions_follow_naming_rules(self) -> Self:
-        extra = self.model_extra or {}
+        extra = self.model_extra
+        if not extra:
+            return self
         if len(extra) > MAX_EXTENSIONS:
             raise PydanticCustomError(
                 "too_many_extensions",

@@ -63,6 +63,8 @@ def normalise_upper(value: object) -> object:
 
 def reject_control_chars(value: str) -> str:
     """Reject control characters, line separators, unassigned code points and bidi overrides."""
+    if value.isascii() and value.isprintable():
+        return value  # every forbidden character is either non-ASCII or not printable
     for char in value:
         if unicodedata.category(char) in _FORBIDDEN_CATEGORIES or char in _BIDI_CONTROLS:
             raise PydanticCustomError(

@@ -91,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args(argv)
-    if args.uvloop:
-        import uvloop
-
-        return uvloop.run(_main(args))
     return asyncio.run(_main(args))
 
 
