@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -79,6 +80,21 @@ async def _supervise(config: Path | None, workers: int, settings: Settings) -> i
     return await supervisor.run()
 
 
+#: Allocations between young-generation collections (CPython's default is 700). A record
+#: allocates hundreds of short-lived objects (dicts, models, futures) while thousands of
+#: records are in flight, so the default collects every few records and walks the
+#: in-flight graph again each time. ``make bench``, schema-only: 5,445 -> 6,861 records/s
+#: (0.182 -> 0.145 CPU s per 1,000 records), resident memory unchanged (112 -> 114 MiB).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_gc() -> None:
+    """Freeze what start-up built (it lives as long as the process) and collect less often."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle * 2, old * 10)
+
+
 def _dump_tasks() -> None:
     """``kill -USR1 <pid>``: where every asyncio task waits (to diagnose a hang)."""
     for task in asyncio.all_tasks():
@@ -89,6 +105,7 @@ async def _run(settings: Settings) -> int:
     from processor.app import App
 
     app = App(settings)
+    _tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
