@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit integration venv kafka-jars prometheus schemas soak-memory clean
+.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus schemas soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -42,6 +42,17 @@ unit: venv prometheus
 
 integration: venv kafka-jars prometheus
 	$(BIN)/pytest -q tests/integration tests/e2e
+
+## Throughput, latency and memory against the stack's limits (minutes; not part of `make test`).
+## Writes bench/results/<timestamp>.json, .md and .png. BENCH_ARGS="--only schema-only --scale 0.5"
+## narrows a run; PROFILE=pyinstrument|cprofile profiles the processor (.run/bench/<run>/).
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: venv kafka-jars $(BENCH_STAMP)
+	$(BIN)/python -m processor.devtools.bench $(BENCH_ARGS) $(if $(PROFILE),--profile $(PROFILE))
 
 ## Resident memory of the processor working through a 1,000,000-record backlog.
 soak-memory: venv kafka-jars
