@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import yaml
-from aiokafka import AIOKafkaProducer
 
 from processor.config import TopicsConfig
+from processor.devtools.bench import kafka_io as bench_io
 from processor.devtools.corpus import build_corpus
 from processor.devtools.demo import EXAMPLE_CONFIG, RUN_DIR, _broker, _simulator
 from processor.kafka import ensure_topics
@@ -39,22 +39,7 @@ def rss_mib(pid: int) -> float:
 async def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
     """Produce ``count`` records cycling over a 10,000-record corpus; return seconds taken."""
     corpus = [r for r in build_corpus(10_001, keys=200, seed=9) if r.label != "record.too_large"]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20,
-                                max_batch_size=512 * 1024)  # fmt: skip
-    started = time.monotonic()
-    await producer.start()
-    try:
-        pending = []
-        for i in range(count):
-            r = corpus[i % len(corpus)]
-            pending.append(await producer.send(topic, r.value, key=r.key, headers=list(r.headers)))
-            if len(pending) >= 50_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return time.monotonic() - started
+    return await bench_io.produce_backlog(bootstrap, topic, corpus, count)
 
 
 async def soak(bootstrap: str, simulator_url: str, count: int, seconds: float, budget: int) -> int:

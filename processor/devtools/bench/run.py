@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import signal
 import sys
 import time
@@ -26,9 +24,7 @@ from typing import Any
 import aiohttp
 import yaml
 from rich.console import Console
-from rich.table import Table
 
-import processor
 from processor.config import TopicsConfig
 from processor.devtools.bench.kafka_io import (
     OutcomeCounter,
@@ -38,10 +34,17 @@ from processor.devtools.bench.kafka_io import (
     read_outcomes,
 )
 from processor.devtools.bench.procs import Sampler
-from processor.devtools.bench.stats import Target, cpu_per_1k, percentile, steady_window
+from processor.devtools.bench.report import machine, markdown, table
+from processor.devtools.bench.stats import (
+    Target,
+    cpu_per_1k,
+    interpolate,
+    percentile,
+    steady_window,
+)
 from processor.devtools.corpus import CorpusRecord, bench_records, build_corpus
 from processor.devtools.demo import EXAMPLE_CONFIG, RUN_DIR, _broker, _simulator
-from processor.devtools.local_kafka import POM, REPO_ROOT, kafka_version
+from processor.devtools.local_kafka import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PARTITIONS = 6
@@ -268,8 +271,6 @@ class Bench:
 
 
 def _cpu_between(sampler: Sampler, start: float, end: float) -> float:
-    from processor.devtools.bench.stats import interpolate
-
     return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
 
 
@@ -425,56 +426,6 @@ async def _memory(bench: Bench, sizes: Sizes) -> Result:
         notes=f"{c1:,} outcomes in {sizes.memory_s:g}s of a {sizes.memory:,} backlog",
         extra={"outcomes": c1, "rss_mib_every_5s": [round(v) for _, v in sampler.rss[::50]]},
     )  # fmt: skip
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.machine())  # fmt: skip
-    import aiokafka
-
-    return {
-        "cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-        "kafka": kafka_version(POM), "aiokafka": aiokafka.__version__,
-        "processor": processor.__version__, "os": platform.platform(),
-    }  # fmt: skip
-
-
-def table(results: Sequence[Result], title: str) -> Table:
-    out = Table(title=title)
-    for name in ("scenario", "records/s", "CPU s/1k", "p50 ms", "p99 ms", "peak RSS MiB",
-                 "bound", "ratio", "target", "met"):  # fmt: skip
-        out.add_column(name, justify="left" if name == "scenario" else "right")
-
-    def num(v: float | None, fmt: str = ",.0f") -> str:
-        return "-" if v is None else format(v, fmt)
-
-    for r in results:
-        met = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[r.met]
-        out.add_row(r.scenario, num(r.records_per_s), num(r.cpu_s_per_1k, ".3f"),
-                    num(r.p50_ms, ".1f"), num(r.p99_ms, ".1f"), num(r.peak_rss_mib, ".1f"),
-                    f"{num(r.bound)} ({r.bound_is})" if r.bound is not None else "-",
-                    num(r.ratio, ".3f"), r.target, met)  # fmt: skip
-    return out
-
-
-def markdown(results: Sequence[Result]) -> str:
-    """The table as Markdown, for the README."""
-    rows = ["| scenario | records/s | CPU s / 1k | p50 ms | p99 ms | peak RSS MiB | bound | "
-            "ratio | target | met |", "|---|--:|--:|--:|--:|--:|---|--:|---|---|"]  # fmt: skip
-
-    def num(v: float | None, fmt: str = ",.0f") -> str:
-        return "-" if v is None else format(v, fmt)
-
-    for r in results:
-        bound = f"{num(r.bound)} ({r.bound_is})" if r.bound is not None else "-"
-        met = {True: "yes", False: "**no**", None: "-"}[r.met]
-        rows.append(f"| {r.scenario} | {num(r.records_per_s)} | {num(r.cpu_s_per_1k, '.3f')} | "
-                    f"{num(r.p50_ms, '.1f')} | {num(r.p99_ms, '.1f')} | "
-                    f"{num(r.peak_rss_mib, '.1f')} | {bound} | {num(r.ratio, '.3f')} | "
-                    f"{r.target} | {met} |")  # fmt: skip
-    return "\n".join(rows)
 
 
 async def _main(args: argparse.Namespace, bootstrap: str, simulator: str) -> int:
