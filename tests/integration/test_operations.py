@@ -93,7 +93,8 @@ async def test_readyz_follows_the_broker_going_away_and_coming_back(tmp_path: Pa
         await create_topics(broker.bootstrap_servers, topics, partitions=1)
         with simulator_process() as url:
             settings = settings_for(tmp_path, broker.bootstrap_servers, url, topics)
-            interval = settings.http.broker_check_interval_s + settings.http.broker_check_timeout_s
+            probe = settings.endpoint
+            interval = probe.broker_check_interval_s + probe.broker_check_timeout_s
             async with running_app(settings) as app:
                 await wait_until(lambda: app.ready, timeout_s=30, what="ready at first")
                 port = app.http_port
