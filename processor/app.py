@@ -111,17 +111,22 @@ class App:
             )
         return callers
 
-    def _checks(self, session: Session, board: WaitBoard, activity: ActivityBoard
-                ) -> dict[str, list[Check]]:  # fmt: skip
+    def _checks(
+        self, session: Session, board: WaitBoard, activity: ActivityBoard
+    ) -> dict[str, list[Check]]:
         clients = self._callers(session, board)
         return {
             rtype: [
-                Check(c, clients[c.upstream], activity,
-                      self.metrics.check_seconds.labels(c.name).observe)
+                Check(
+                    c,
+                    clients[c.upstream],
+                    activity,
+                    self.metrics.check_seconds.labels(c.name).observe,
+                )
                 for c in cfgs
             ]
             for rtype, cfgs in self.settings.checks.items()
-        }  # fmt: skip
+        }
 
     async def run(self) -> int:
         """Run until :meth:`request_stop` or a fatal error; return the exit code.
