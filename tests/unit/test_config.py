@@ -15,7 +15,7 @@ import structlog
 import yaml
 
 from processor.cli import main
-from processor.config import Settings, load_settings
+from processor.config import CheckConfig, Settings, load_settings, reference_problems
 from processor.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
@@ -142,15 +142,16 @@ def test_a_check_referring_to_an_unknown_upstream_names_it(tmp_path: Path) -> No
     data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, data))
-    message = str(caught.value)
-    assert "checks.customer.v1.email_deliverable.upstream" in message
-    assert "'nowhere'" in message
+    assert "\n  checks.customer.v1[0].upstream: no upstream named 'nowhere'" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("checks", "expected"),
     [
-        ({"order.v9": []}, "checks.order.v9: unknown record type"),
+        (
+            {"order.v9": []},
+            "checks.order.v9: unknown record type 'order.v9' (known: customer.v1, transfer.v1)",
+        ),
         (
             {
                 "customer.v1": [
@@ -158,7 +159,7 @@ def test_a_check_referring_to_an_unknown_upstream_names_it(tmp_path: Path) -> No
                      "pass_field": "ok"},
                 ]
             },
-            "customer.v1 has no field 'shoe_size'",
+            "checks.customer.v1[0].body.e: customer.v1 has no field 'shoe_size'",
         ),
     ],
 )  # fmt: skip
@@ -184,7 +185,7 @@ def test_an_unknown_top_level_key_is_rejected(tmp_path: Path) -> None:
     [
         ("- a\n- b\n", "must hold a mapping"),
         ("just a string\n", "must hold a mapping"),
-        ("engine: {max_concurrency: [\n", "not valid YAML"),
+        ("engine: {max_concurrency: [\n", r"config\.yaml, line 2, column 1: not valid YAML"),
     ],
 )
 def test_a_file_that_is_not_a_yaml_mapping_is_a_config_error(
@@ -193,6 +194,61 @@ def test_a_file_that_is_not_a_yaml_mapping_is_a_config_error(
     """A YAML list, scalar or syntax error is reported as a ConfigError."""
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))
+
+
+def test_every_problem_is_reported_at_once_each_line_starting_with_its_key(
+    tmp_path: Path,
+) -> None:
+    """Field errors and cross-field problems come in one error, one line per key path."""
+    data = _example()
+    data["engine"]["max_concurrency"] = 0
+    data["upstreams"]["vat"]["base_url"] = "not a url"
+    data["upstreams"]["email"]["auth"] = {"kind": "bearer"}
+    data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
+    data["checks"]["customer.v1"][2]["name"] = "email_deliverable"
+    data["checks"]["order.v9"] = []
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    header, *lines = str(caught.value).splitlines()
+    assert header.endswith("6 problems:")
+    assert sorted(line.strip().split(": ", 1)[0] for line in lines) == [
+        "checks.customer.v1[0].upstream",
+        "checks.customer.v1[2].name",
+        "checks.order.v9",
+        "engine.max_concurrency",
+        "upstreams.email.auth",
+        "upstreams.vat.base_url",
+    ]
+    assert "Value error" not in str(caught.value)
+
+
+def test_cross_field_problems_are_all_reported_when_the_fields_are_valid(tmp_path: Path) -> None:
+    """With every field valid, all reference problems still come in one error."""
+    data = _example()
+    data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
+    data["checks"]["customer.v1"][1]["when_present"] = "shoe_size"
+    data["engine"]["max_in_flight"] = 10
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    message = str(caught.value)
+    assert "checks.customer.v1[0].upstream: no upstream named 'nowhere'" in message
+    assert "checks.customer.v1[1].when_present: customer.v1 has no field 'shoe_size'" in message
+    assert "engine.max_in_flight_per_partition: must not exceed max_in_flight" in message
+
+
+def test_reference_problems_take_the_record_type_table_as_input() -> None:
+    """The cross-field rules judge record types against the table they are given."""
+
+    class Order(pydantic.BaseModel):
+        amount: int
+
+    check = CheckConfig(
+        name="big", upstream="risk", path="/x", body={"a": "amount"}, pass_field="ok"
+    )
+    assert reference_problems({"order.v1": [check]}, {"risk"}, {"order.v1": Order}) == []
+    assert reference_problems({"order.v1": [check]}, {"risk"}, {}) == [
+        (("checks", "order.v1"), "unknown record type 'order.v1' (known: none)")
+    ]
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
