@@ -319,7 +319,9 @@ def reference_problems(
                                  f"(configured: {configured})"))  # fmt: skip
             if model is None:
                 continue
-            used = [(("body", key), field) for key, field in check.body.items()]
+            used: list[tuple[tuple[str, ...], str]] = [
+                (("body", key), field) for key, field in check.body.items()
+            ]
             if check.when_present is not None:
                 used.append((("when_present",), check.when_present))
             for where, field in used:
