@@ -1,46 +1,21 @@
-"""Tests of configuration loading: YAML, environment overrides, errors naming keys, the CLI."""
+"""Tests of configuration loading: YAML, environment overrides, every error naming its key."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
-import structlog
 import yaml
 
-from processor.cli import main
 from processor.config import CheckConfig, Settings, load_settings, reference_problems
 from processor.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
-SECRET = "s3cret-token"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove any processor or Kafka variables the host environment may carry."""
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_") or name == "KAFKA_BOOTSTRAP_SERVERS":
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put structlog and the root logger back as they were after the CLI configured them."""
-    saved_structlog = structlog.get_config()
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    structlog.configure(**saved_structlog)
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def _write(tmp_path: Path, data: Any, name: str = "config.yaml") -> Path:
@@ -281,33 +256,3 @@ def test_the_settings_type_forbids_extra_fields() -> None:
     """Settings declares frozen, extra-forbidding configuration."""
     assert Settings.model_config.get("frozen") is True
     assert Settings.model_config.get("extra") == "forbid"
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_check_config_exits_2_and_names_the_bad_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """check-config on a bad file exits 2 and prints the offending key on stderr."""
-    bad = _write(tmp_path, {"engine": {"max_concurrency": 0}})
-    assert main(["check-config", "--config", str(bad)]) == 2
-    captured = capsys.readouterr()
-    assert "engine.max_concurrency" in captured.err
-    assert captured.out == ""
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_check_config_prints_the_effective_config_without_secrets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """check-config on a good file exits 0 and prints JSON with every secret masked."""
-    data = _example()
-    data["upstreams"]["email"]["auth"] = {"kind": "bearer", "token": SECRET}
-    good = _write(tmp_path, data)
-    assert main(["check-config", "--config", str(good)]) == 0
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    printed = json.loads(out)
-    assert printed["upstreams"]["email"]["auth"]["kind"] == "bearer"
-    assert printed["upstreams"]["email"]["auth"]["token"] != SECRET
-    assert printed["engine"]["max_concurrency"] == 256
-    assert load_settings(good).upstreams["email"].auth.secret() == SECRET
