@@ -36,7 +36,6 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import yaml
 
@@ -241,20 +240,31 @@ def _key_for(field: str | None) -> Callable[[bytes], bytes | None]:
     return key
 
 
-async def _lines(stream: BinaryIO) -> AsyncIterator[bytes]:
-    """The non-blank lines of ``stream`` without their line ends, read by a daemon thread
-    (a read blocked on a terminal or pipe must not keep the process from exiting)."""
+async def _lines(fd: int) -> AsyncIterator[bytes]:
+    """The non-blank lines read from ``fd``, without their line ends.
+
+    A daemon thread reads, so a read blocked on a terminal or a pipe does not keep the
+    process from exiting (on Ctrl-C). It reads the raw descriptor: ``sys.stdin.buffer``
+    would hold its lock while blocked, and the interpreter aborts at exit on that lock.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     room = threading.Semaphore(READ_AHEAD_LINES)
 
+    def emit(line: bytes) -> None:
+        if line.strip():
+            room.acquire()
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip(b"\r"))
+
     def read() -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads any more
             try:
-                for line in stream:
-                    if line.strip():
-                        room.acquire()
-                        loop.call_soon_threadsafe(queue.put_nowait, line.rstrip(b"\r\n"))
+                rest = b""
+                while chunk := os.read(fd, 65_536):
+                    *complete, rest = (rest + chunk).split(b"\n")
+                    for line in complete:
+                        emit(line)
+                emit(rest)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -269,7 +279,7 @@ async def _produce(settings: Settings, topic: str | None, key_field: str | None)
 
     target = topic or settings.kafka.topics.input
     count = await produce_lines(
-        settings.kafka, target, _lines(sys.stdin.buffer), _key_for(key_field)
+        settings.kafka, target, _lines(sys.stdin.fileno()), _key_for(key_field)
     )
     _say(f"produced {count} records to {target}")
     return EXIT_OK
