@@ -243,6 +243,8 @@ class App:
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
                 http=f"http://{s.http.host}:{self.http_port}" if http else None,
+                record_types=sorted(RECORD_TYPES),
+                checks={t: [c.name for c in s.checks.get(t, [])] for t in sorted(RECORD_TYPES)},
             )  # fmt: skip
             background = [
                 asyncio.create_task(self.watchdog.run()),
