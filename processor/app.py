@@ -200,6 +200,8 @@ class App:
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
                 http=f"http://{s.endpoint.host}:{self.http_port}" if self.http_port else None,
+                record_types=sorted(RECORD_TYPES),
+                checks={t: [c.name for c in s.checks.get(t, [])] for t in sorted(RECORD_TYPES)},
             )  # fmt: skip
             await stack.enter_async_context(_background(watchdog.run(), status.run()))
             code = await self._run_until_stopped(intake, engine)

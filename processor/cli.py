@@ -1,48 +1,124 @@
-"""The ``processor`` command line.
+"""The ``processor`` command line: argument parsing, exit codes, and the commands' output.
 
-- ``processor run --config FILE [--workers N|auto]``: run the service until SIGTERM/SIGINT;
-  with ``--workers`` N supervised processes in one consumer group.
-- ``processor check-config --config FILE``: validate and print the effective config
-  (secrets masked), exit 2 on any error.
-- ``processor topics create --config FILE``: create the input and outcome topics.
+Commands::
 
-Exit codes: 0 done, 1 runtime failure (Kafka unreachable, an outcome not acknowledged),
-2 bad configuration or usage.
+    processor run --config FILE [--workers N|auto]   run until SIGTERM/SIGINT (graceful)
+    processor run --no-config                        run on defaults and the environment alone
+    processor check-config --config FILE             validate; print the effective config (YAML)
+    processor topics create --config FILE            create the input and outcome topics
+    processor produce --config FILE [--topic T]      publish JSON lines from stdin
+    processor --version
+
+Exit codes (the README has the same table)::
+
+    0    done: a run stopped gracefully, the config is valid, the topics exist, every line
+         was produced; also check-config whose reader left early (``| head``)
+    1    runtime failure: Kafka unreachable or refusing, an outcome or produced record not
+         acknowledged, the HTTP port taken, a worker that did not stop cleanly; an
+         unexpected error (with a traceback)
+    2    bad configuration or usage, before anything connects: every config problem is
+         printed, one line per key; ``run`` without ``--config`` or ``--no-config``
+    130  interrupted (Ctrl-C) where no graceful stop applies (``produce`` reading stdin);
+         ``run`` turns SIGINT into a graceful stop and exits 0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import signal
 import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import yaml
+
+from processor import __version__
 from processor.config import Settings, load_settings
 from processor.errors import ConfigError, ProcessorError
 from processor.logs import configure_logging
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Lines ``produce`` reads ahead of the producer.
+READ_AHEAD_LINES = 1_000
+HELP_WIDTH = 88
+
+DESCRIPTION = (
+    "Validates CloudEvents records from a Kafka topic (schema, then upstream HTTP checks) "
+    "and publishes each record's outcome to the valid, invalid or dead-letter topic."
+)
+EXIT_CODES = """exit codes:
+  0    done (a run stopped gracefully on SIGTERM/SIGINT, the config is valid, ...)
+  1    runtime failure (Kafka unreachable, an outcome not acknowledged, HTTP port taken)
+  2    bad configuration or usage (every problem printed, one line per key)
+  130  interrupted (Ctrl-C) where no graceful stop applies"""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="processor", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the stream processor")
+    parser = argparse.ArgumentParser(
+        prog="processor", description=textwrap.fill(DESCRIPTION, HELP_WIDTH), epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"processor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=summary, description=textwrap.fill(f"{summary}. {details}", HELP_WIDTH),
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+
+    config_help = "the YAML config file (environment variables override its keys)"
+    run = command(
+        "run", "Run the stream processor until SIGTERM/SIGINT",
+        "On a signal it stops taking records, drains those in flight, flushes and commits.",
+    )  # fmt: skip
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, metavar="FILE", help=config_help)
+    source.add_argument(
+        "--no-config", action="store_true",
+        help="run on the defaults and the environment alone: no upstream checks unless the "
+        "environment configures them",
+    )  # fmt: skip
     run.add_argument(
-        "--workers", default="1", help="worker processes in the group: a number or 'auto' (CPUs)"
+        "--workers",
+        default="1",
+        metavar="N",
+        help="worker processes in the group: a number or 'auto' (CPUs)",
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
-    check = sub.add_parser("check-config", help="validate and print the effective config")
-    topics = sub.add_parser("topics", help="manage the topics")
-    topics.add_argument("action", choices=["create"])
-    topics.add_argument("--partitions", type=int, default=3)
-    for p in (run, check, topics):
-        p.add_argument("--config", type=Path, default=None, help="the YAML config file")
+    check = command(
+        "check-config", "Validate the config and print the effective config as YAML",
+        "Secrets are masked. Every problem is printed, one line per key, and the exit code is 2.",
+    )  # fmt: skip
+    topics = command("topics", "Manage the input and outcome topics")
+    topics.add_argument("action", choices=["create"], help="create the topics that do not exist")
+    topics.add_argument("--partitions", type=int, default=3, help="partitions of a new topic")
+    produce = command(
+        "produce", "Publish JSON lines from stdin, one record per line",
+        "Each non-blank line is sent as it is (invalid JSON too: the processor is the "
+        "validator), with an idempotent acks=all producer; a summary goes to stderr.",
+    )  # fmt: skip
+    produce.add_argument("--topic", default=None, help="the topic (default: kafka.topics.input)")
+    produce.add_argument(
+        "--key-field", default=None, metavar="FIELD",
+        help="the record key: this field of each event, e.g. id or data.customer_id "
+        "(default: no key)",
+    )  # fmt: skip
+    for p in (check, topics, produce):
+        p.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     return parser
+
+
+def _say(message: str) -> None:
+    print(f"processor: {message}", file=sys.stderr)  # noqa: T201 - CLI error output
 
 
 def _workers(value: str) -> int:
@@ -125,30 +201,132 @@ async def _create_topics(settings: Settings, partitions: int) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``processor`` console script."""
-    args = _parser().parse_args(argv)
+def _effective_config(settings: Settings) -> str:
+    """The settings as YAML, secrets masked; the instance id only when the user set it
+    (its default holds this command's own PID, not the one a run would have)."""
+    exclude = None if "instance_id" in settings.model_fields_set else {"instance_id"}
+    data = settings.model_dump(mode="json", exclude=exclude)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def _print(text: str) -> None:
+    """Write to stdout; a reader that left early (``| head``) ends the output quietly."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at devnull so that flush cannot
+        # fail too (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _key_for(field: str | None) -> Callable[[bytes], bytes | None]:
+    """The key of a line: the value at ``field`` (dotted, ``$.`` optional) if it parses."""
+    path = field.removeprefix("$.").split(".") if field else []
+
+    def key(line: bytes) -> bytes | None:
+        if not path:
+            return None
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return None
+        for part in path:
+            if not isinstance(value, dict) or value.get(part) is None:
+                return None
+            value = value[part]
+        return (value if isinstance(value, str) else json.dumps(value)).encode()
+
+    return key
+
+
+async def _lines(fd: int) -> AsyncIterator[bytes]:
+    """The non-blank lines read from ``fd``, without their line ends.
+
+    A daemon thread reads, so a read blocked on a terminal or a pipe does not keep the
+    process from exiting (on Ctrl-C). It reads the raw descriptor: ``sys.stdin.buffer``
+    would hold its lock while blocked, and the interpreter aborts at exit on that lock.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    room = threading.Semaphore(READ_AHEAD_LINES)
+
+    def emit(line: bytes) -> None:
+        if line.strip():
+            room.acquire()
+            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip(b"\r"))
+
+    def read() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads any more
+            try:
+                rest = b""
+                while chunk := os.read(fd, 65_536):
+                    *complete, rest = (rest + chunk).split(b"\n")
+                    for line in complete:
+                        emit(line)
+                emit(rest)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        room.release()
+        yield line
+
+
+async def _produce(settings: Settings, topic: str | None, key_field: str | None) -> int:
+    from processor.kafka import produce_lines
+
+    target = topic or settings.kafka.topics.input
+    count = await produce_lines(
+        settings.kafka, target, _lines(sys.stdin.fileno()), _key_for(key_field)
+    )
+    _say(f"produced {count} records to {target}")
+    return EXIT_OK
+
+
+def _command(args: argparse.Namespace) -> int:
+    unconfigured = args.command == "run" and args.config is None and not args.no_config
+    if unconfigured and args.worker_index is None:  # a worker's supervisor checked already
+        _say(
+            "run needs --config FILE (the record types' upstream checks come from it); "
+            "--no-config runs on the defaults and the environment alone"
+        )
+        return EXIT_CONFIG
     try:
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
     except ConfigError as exc:
-        print(f"processor: {exc}", file=sys.stderr)  # noqa: T201 - CLI error output
+        _say(str(exc))
         return EXIT_CONFIG
-    configure_logging(settings.logging.level, settings.logging.format)
     if args.command == "check-config":
-        print(json.dumps(settings.model_dump(mode="json"), indent=2))  # noqa: T201 - output
+        _print(_effective_config(settings))
         return EXIT_OK
+    configure_logging(settings.logging.level, settings.logging.format)
     try:
         if args.command == "topics":
             return asyncio.run(_create_topics(settings, args.partitions))
+        if args.command == "produce":
+            return asyncio.run(_produce(settings, args.topic, args.key_field))
         if args.worker_index is not None:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:
             return asyncio.run(_supervise(args.config, workers, settings))
         return asyncio.run(_run(settings))
     except ProcessorError as exc:
-        print(f"processor: {exc}", file=sys.stderr)  # noqa: T201 - CLI error output
+        _say(str(exc))
         return EXIT_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``processor`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)  # usage errors exit 2, --help and --version 0
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -2,15 +2,19 @@
 
 Precedence, highest first: ``PROCESSOR_<SECTION>__<KEY>`` environment variables (``__``
 separates nesting levels), ``KAFKA_BOOTSTRAP_SERVERS``, the YAML file, the defaults here.
-A bad value is a :class:`~processor.errors.ConfigError` naming the key, raised before
-anything connects. Units are in the names (``_s``, ``_ms``, ``_bytes``).
+A bad configuration is a :class:`~processor.errors.ConfigError` raised before anything
+connects, listing every problem at once, one line each, starting with the key path
+(``engine.max_concurrency``, ``checks.customer.v1[0].upstream``). Cross-field rules (checks
+refer to configured upstreams, known record types and their fields) live in one function,
+:func:`reference_problems`, that takes the table of known record types as input. Units are in
+the names (``_s``, ``_ms``, ``_bytes``).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,14 +25,33 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processor.errors import ConfigError
 from schemas import RECORD_TYPES
+
+#: A key path (as pydantic reports locations) and what is wrong there.
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _invalid(title: str, problems: Sequence[Problem]) -> ValidationError:
+    """A validation error with one line per problem, each at its own key path.
+
+    Raised from a validator, pydantic keeps the locations (prefixed with the enclosing
+    sections), where a plain ``ValueError`` would be reported at the model's own location.
+    """
+    details = [
+        InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=None)
+        for loc, message in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
 
 
 class _Frozen(BaseModel):
@@ -93,7 +116,11 @@ class EngineConfig(_Frozen):
     @model_validator(mode="after")
     def _caps_fit(self) -> EngineConfig:
         if self.max_in_flight_per_partition > self.max_in_flight:
-            raise ValueError("max_in_flight_per_partition must not exceed max_in_flight")
+            raise _invalid(
+                "EngineConfig",
+                [(("max_in_flight_per_partition",), f"must not exceed max_in_flight "
+                  f"({self.max_in_flight_per_partition} > {self.max_in_flight})")],
+            )  # fmt: skip
         return self
 
 
@@ -114,7 +141,7 @@ class AuthConfig(_Frozen):
     @model_validator(mode="after")
     def _has_secret(self) -> AuthConfig:
         if self.kind != "none" and self.token is None and self.token_file is None:
-            raise ValueError(f"auth kind {self.kind!r} needs token or token_file")
+            raise _invalid("AuthConfig", [((), f"kind {self.kind!r} needs token or token_file")])
         return self
 
     def secret(self) -> str | None:
@@ -241,28 +268,85 @@ class Settings(BaseSettings):
     logging: LoggingConfig = LoggingConfig()
     endpoint: EndpointConfig = EndpointConfig()
 
-    @model_validator(mode="after")
-    def _checks_refer_to_known_things(self) -> Settings:
-        for record_type, checks in self.checks.items():
-            if record_type not in RECORD_TYPES:
-                raise ValueError(f"checks.{record_type}: unknown record type")
-            names = [c.name for c in checks]
-            if len(names) != len(set(names)):
-                raise ValueError(f"checks.{record_type}: check names must be unique")
-            fields = RECORD_TYPES[record_type].model_fields
-            for check in checks:
-                if check.upstream not in self.upstreams:
-                    raise ValueError(
-                        f"checks.{record_type}.{check.name}.upstream: "
-                        f"no upstream named {check.upstream!r}"
-                    )
-                for used in [*check.body.values(), check.when_present]:
-                    if used is not None and used not in fields:
-                        raise ValueError(
-                            f"checks.{record_type}.{check.name}: "
-                            f"{record_type} has no field {used!r}"
-                        )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _checks_refer_to_known_things(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> Settings:
+        """Every field error and every cross-field problem, reported together."""
+        try:
+            settings: Settings = handler(data)
+        except ValidationError as exc:
+            problems = _reference_problems_of_raw(data)
+            if not problems:
+                raise
+            field_problems: list[Problem] = [(e["loc"], e["msg"]) for e in exc.errors()]
+            raise _invalid(cls.__name__, field_problems + problems) from None
+        problems = reference_problems(settings.checks, settings.upstreams.keys(), RECORD_TYPES)
+        if problems:
+            raise _invalid(cls.__name__, problems)
+        return settings
+
+
+def reference_problems(
+    checks: Mapping[str, Sequence[CheckConfig]],
+    upstreams: Collection[str],
+    record_types: Mapping[str, type[BaseModel]],
+) -> list[Problem]:
+    """Every check that names an unknown record type, upstream or record field.
+
+    Args:
+        checks: Record type -> its checks, as configured.
+        upstreams: The names of the configured upstreams.
+        record_types: The known record types and their models.
+    """
+    problems: list[Problem] = []
+    for record_type, type_checks in checks.items():
+        model = record_types.get(record_type)
+        if model is None:
+            known = ", ".join(sorted(record_types)) or "none"
+            problems.append(
+                (("checks", record_type), f"unknown record type {record_type!r} (known: {known})")
+            )
+        seen: set[str] = set()
+        for index, check in enumerate(type_checks):
+            at = ("checks", record_type, index)
+            if check.name in seen:
+                problems.append(((*at, "name"), f"check names must be unique: {check.name!r}"))
+            seen.add(check.name)
+            if check.upstream not in upstreams:
+                configured = ", ".join(sorted(upstreams)) or "none"
+                problems.append(((*at, "upstream"), f"no upstream named {check.upstream!r} "
+                                 f"(configured: {configured})"))  # fmt: skip
+            if model is None:
+                continue
+            used: list[tuple[tuple[str, ...], str]] = [
+                (("body", key), field) for key, field in check.body.items()
+            ]
+            if check.when_present is not None:
+                used.append((("when_present",), check.when_present))
+            for where, field in used:
+                if field not in model.model_fields:
+                    problems.append(((*at, *where), f"{record_type} has no field {field!r}"))
+    return problems
+
+
+_CHECKS = TypeAdapter(dict[str, list[CheckConfig]])
+
+
+def _reference_problems_of_raw(data: Any) -> list[Problem]:
+    """The cross-field problems of input that failed field validation, where the checks
+    themselves are valid (so a run reports both kinds at once)."""
+    if not isinstance(data, Mapping):
+        return []
+    try:
+        checks = _CHECKS.validate_python(data.get("checks") or {})
+    except ValidationError:
+        return []
+    upstreams = data.get("upstreams") or {}
+    if not isinstance(upstreams, Mapping):
+        return []
+    return reference_problems(checks, upstreams.keys(), RECORD_TYPES)
 
 
 class _MappingSource(PydanticBaseSettingsSource):
@@ -284,8 +368,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"config file {path}{where}: not valid YAML: {exc.problem or exc.context}"
+        ) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -293,12 +383,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"{key}: {err['msg']}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+def key_path(loc: Sequence[str | int]) -> str:
+    """``("checks", "customer.v1", 0, "upstream")`` -> ``checks.customer.v1[0].upstream``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else part
+    return path or "(top level)"
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = [
+        f"{key_path(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    ]
+    source = f" ({path})" if path is not None else ""
+    count = f"{len(lines)} problem{'s' if len(lines) != 1 else ''}"
+    return f"invalid configuration{source}, {count}:\n  " + "\n  ".join(lines)
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -334,4 +434,4 @@ def load_settings(path: Path | None) -> Settings:
     try:
         return _Loaded()
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(_describe(exc, path)) from exc

@@ -9,6 +9,7 @@ partitions as ``(topic, partition)`` tuples, offsets as ints, records as
   instance, started and stopped together;
 - :class:`KafkaConsumer`: what the intake calls (poll, pause, resume, commit, rebalance
   callbacks) plus the broker probe and the lag the status poller asks for;
+- :func:`produce_lines`: publish lines as records (``processor produce``);
 - :func:`ensure_topics`: create the input and outcome topics.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -204,6 +205,60 @@ class KafkaClients:
         for client in (self._consumer, self.producer):
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
                 await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+
+
+#: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).
+PRODUCE_WINDOW = 10_000
+
+
+async def produce_lines(
+    config: KafkaConfig,
+    topic: str,
+    lines: AsyncIterable[bytes],
+    key_for: Callable[[bytes], bytes | None],
+) -> int:
+    """Publish each line as one record's value, as it is, with an idempotent acks=all producer.
+
+    Args:
+        config: How to reach Kafka (the producer settings of the processor).
+        topic: Where to publish.
+        lines: The record values.
+        key_for: The key of a record, from its value (None: no key).
+
+    Returns:
+        How many records the broker acknowledged (all of them).
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached or did not acknowledge a record
+            within ``kafka.request_timeout_ms`` (sending) or ``kafka.flush_timeout_s`` (acks).
+    """
+    producer = _make_producer(config)
+    send_timeout_s = config.request_timeout_ms / 1000
+    acknowledged = 0
+
+    async def acknowledge(pending: list[asyncio.Future[object]]) -> int:
+        await asyncio.wait_for(asyncio.gather(*pending), config.flush_timeout_s)
+        return len(pending)
+
+    try:
+        await asyncio.wait_for(producer.start(), send_timeout_s)
+        pending: list[asyncio.Future[object]] = []
+        async for line in lines:
+            sent = producer.send(topic, line, key=key_for(line))
+            pending.append(await asyncio.wait_for(sent, send_timeout_s))
+            if len(pending) >= PRODUCE_WINDOW:
+                acknowledged += await acknowledge(pending)
+                pending = []
+        acknowledged += await acknowledge(pending)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot produce to {topic} on {config.bootstrap_servers} "
+            f"({acknowledged} records acknowledged): {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await asyncio.wait_for(producer.stop(), STOP_TIMEOUT_S)
+    return acknowledged
 
 
 async def ensure_topics(

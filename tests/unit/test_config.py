@@ -1,46 +1,21 @@
-"""Tests of configuration loading: YAML, environment overrides, errors naming keys, the CLI."""
+"""Tests of configuration loading: YAML, environment overrides, every error naming its key."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
-import structlog
 import yaml
 
-from processor.cli import main
-from processor.config import Settings, load_settings
+from processor.config import CheckConfig, Settings, load_settings, reference_problems
 from processor.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
-SECRET = "s3cret-token"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove any processor or Kafka variables the host environment may carry."""
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_") or name == "KAFKA_BOOTSTRAP_SERVERS":
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put structlog and the root logger back as they were after the CLI configured them."""
-    saved_structlog = structlog.get_config()
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    yield
-    structlog.reset_defaults()
-    structlog.configure(**saved_structlog)
-    root.handlers[:] = saved_handlers
-    root.setLevel(saved_level)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def _write(tmp_path: Path, data: Any, name: str = "config.yaml") -> Path:
@@ -142,15 +117,16 @@ def test_a_check_referring_to_an_unknown_upstream_names_it(tmp_path: Path) -> No
     data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, data))
-    message = str(caught.value)
-    assert "checks.customer.v1.email_deliverable.upstream" in message
-    assert "'nowhere'" in message
+    assert "\n  checks.customer.v1[0].upstream: no upstream named 'nowhere'" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("checks", "expected"),
     [
-        ({"order.v9": []}, "checks.order.v9: unknown record type"),
+        (
+            {"order.v9": []},
+            "checks.order.v9: unknown record type 'order.v9' (known: customer.v1, transfer.v1)",
+        ),
         (
             {
                 "customer.v1": [
@@ -158,7 +134,7 @@ def test_a_check_referring_to_an_unknown_upstream_names_it(tmp_path: Path) -> No
                      "pass_field": "ok"},
                 ]
             },
-            "customer.v1 has no field 'shoe_size'",
+            "checks.customer.v1[0].body.e: customer.v1 has no field 'shoe_size'",
         ),
     ],
 )  # fmt: skip
@@ -184,7 +160,7 @@ def test_an_unknown_top_level_key_is_rejected(tmp_path: Path) -> None:
     [
         ("- a\n- b\n", "must hold a mapping"),
         ("just a string\n", "must hold a mapping"),
-        ("engine: {max_concurrency: [\n", "not valid YAML"),
+        ("engine: {max_concurrency: [\n", r"config\.yaml, line 2, column 1: not valid YAML"),
     ],
 )
 def test_a_file_that_is_not_a_yaml_mapping_is_a_config_error(
@@ -193,6 +169,61 @@ def test_a_file_that_is_not_a_yaml_mapping_is_a_config_error(
     """A YAML list, scalar or syntax error is reported as a ConfigError."""
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))
+
+
+def test_every_problem_is_reported_at_once_each_line_starting_with_its_key(
+    tmp_path: Path,
+) -> None:
+    """Field errors and cross-field problems come in one error, one line per key path."""
+    data = _example()
+    data["engine"]["max_concurrency"] = 0
+    data["upstreams"]["vat"]["base_url"] = "not a url"
+    data["upstreams"]["email"]["auth"] = {"kind": "bearer"}
+    data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
+    data["checks"]["customer.v1"][2]["name"] = "email_deliverable"
+    data["checks"]["order.v9"] = []
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    header, *lines = str(caught.value).splitlines()
+    assert header.endswith("6 problems:")
+    assert sorted(line.strip().split(": ", 1)[0] for line in lines) == [
+        "checks.customer.v1[0].upstream",
+        "checks.customer.v1[2].name",
+        "checks.order.v9",
+        "engine.max_concurrency",
+        "upstreams.email.auth",
+        "upstreams.vat.base_url",
+    ]
+    assert "Value error" not in str(caught.value)
+
+
+def test_cross_field_problems_are_all_reported_when_the_fields_are_valid(tmp_path: Path) -> None:
+    """With every field valid, all reference problems still come in one error."""
+    data = _example()
+    data["checks"]["customer.v1"][0]["upstream"] = "nowhere"
+    data["checks"]["customer.v1"][1]["when_present"] = "shoe_size"
+    data["engine"]["max_in_flight"] = 10
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, data))
+    message = str(caught.value)
+    assert "checks.customer.v1[0].upstream: no upstream named 'nowhere'" in message
+    assert "checks.customer.v1[1].when_present: customer.v1 has no field 'shoe_size'" in message
+    assert "engine.max_in_flight_per_partition: must not exceed max_in_flight" in message
+
+
+def test_reference_problems_take_the_record_type_table_as_input() -> None:
+    """The cross-field rules judge record types against the table they are given."""
+
+    class Order(pydantic.BaseModel):
+        amount: int
+
+    check = CheckConfig(
+        name="big", upstream="risk", path="/x", body={"a": "amount"}, pass_field="ok"
+    )
+    assert reference_problems({"order.v1": [check]}, {"risk"}, {"order.v1": Order}) == []
+    assert reference_problems({"order.v1": [check]}, {"risk"}, {}) == [
+        (("checks", "order.v1"), "unknown record type 'order.v1' (known: none)")
+    ]
 
 
 def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
@@ -225,33 +256,3 @@ def test_the_settings_type_forbids_extra_fields() -> None:
     """Settings declares frozen, extra-forbidding configuration."""
     assert Settings.model_config.get("frozen") is True
     assert Settings.model_config.get("extra") == "forbid"
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_check_config_exits_2_and_names_the_bad_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """check-config on a bad file exits 2 and prints the offending key on stderr."""
-    bad = _write(tmp_path, {"engine": {"max_concurrency": 0}})
-    assert main(["check-config", "--config", str(bad)]) == 2
-    captured = capsys.readouterr()
-    assert "engine.max_concurrency" in captured.err
-    assert captured.out == ""
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_check_config_prints_the_effective_config_without_secrets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """check-config on a good file exits 0 and prints JSON with every secret masked."""
-    data = _example()
-    data["upstreams"]["email"]["auth"] = {"kind": "bearer", "token": SECRET}
-    good = _write(tmp_path, data)
-    assert main(["check-config", "--config", str(good)]) == 0
-    out = capsys.readouterr().out
-    assert SECRET not in out
-    printed = json.loads(out)
-    assert printed["upstreams"]["email"]["auth"]["kind"] == "bearer"
-    assert printed["upstreams"]["email"]["auth"]["token"] != SECRET
-    assert printed["engine"]["max_concurrency"] == 256
-    assert load_settings(good).upstreams["email"].auth.secret() == SECRET
