@@ -1,23 +1,29 @@
 """The composition root: the only place that constructs clients and wires the service.
 
-:class:`App` builds the HTTP session, upstream clients, checks, pipeline, producer,
-consumer, engine and intake from :class:`~processor.config.Settings`, runs them, and shuts
-them down in order on request:
+:class:`App` builds the HTTP session, upstream clients, checks, pipeline, Kafka clients,
+engine, intake, watchdog, status and operations endpoint from
+:class:`~processor.config.Settings`, and runs them. It keeps no state of its own: outcome
+counts, readiness and ``/status`` live in :mod:`processor.status`, commit state in the
+engine. Everything started is registered on one ``AsyncExitStack``, so whatever fails
+part-way (the endpoint's port is taken after the Kafka clients started, say) still closes
+what was opened, in reverse order. On request it shuts down in order:
 
 1. stop intake (no new records are taken);
 2. drain in-flight records, up to ``engine.drain_timeout_s``;
 3. flush the producer (every queued outcome acknowledged or failed);
 4. commit each partition's watermark;
-5. leave the group, close the producer and the HTTP session;
+5. stop the background tasks (cancelled and awaited) and the endpoint, leave the group,
+   close the producer and the HTTP session;
 6. log one summary line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections import Counter, deque
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import structlog
@@ -25,23 +31,14 @@ import structlog
 from processor import __version__
 from processor.checks import Check
 from processor.config import Settings
-from processor.consumer import Intake
+from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
-from processor.http import HttpServer, build_api
-from processor.kafka import (
-    Consumer,
-    Producer,
-    broker_reachable,
-    flush,
-    lag_by_partition,
-    make_consumer,
-    make_producer,
-    start_clients,
-    stop_clients,
-)
+from processor.intake import Intake
+from processor.kafka import KafkaClients
 from processor.metrics import Metrics
-from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
+from processor.outcomes import OutcomePublisher
 from processor.pipeline import Pipeline
+from processor.status import OutcomeCounts, Status
 from processor.upstream import Session, UpstreamClient, make_session
 from processor.upstream.breaker import CircuitBreaker
 from processor.upstream.cache import ResponseCache
@@ -61,6 +58,20 @@ def config_hash(settings: Settings) -> str:
     return hashlib.sha256(dumped.encode()).hexdigest()[:12]
 
 
+@contextlib.asynccontextmanager
+async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``jobs`` as tasks for the duration of the block; then cancel and await them."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                log.error("processor.background_failed", error=repr(result))
+
+
 class App:
     """One processor instance: one consumer in the group."""
 
@@ -68,92 +79,20 @@ class App:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._stop = asyncio.Event()
-        self.outcomes: Counter[str] = Counter()
+        #: Handles on what :meth:`run` built (for tests and tools; None until then).
         self.watchdog: Watchdog | None = None
-        self._engine: Engine | None = None
-        self._broker_reachable = False
-        self._lag: dict[tuple[str, int], int] = {}
-        self._outcome_samples: deque[tuple[float, int]] = deque()
-        self._outcome_metrics: dict[str, tuple[Any, Any]] = {}
+        self.status: Status | None = None
         #: The port the operations endpoint listens on (known once it is bound).
         self.http_port: int | None = None
 
     @property
     def ready(self) -> bool:
         """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
-        return self.readiness()["ready"]
+        return self.status is not None and self.status.ready
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (signal handlers call this)."""
         self._stop.set()
-
-    def _count(self, outcome: Outcome, took_s: float) -> None:
-        if isinstance(outcome, DeadLetter):
-            topic, code = "dead-letter", outcome.reason.value
-        else:
-            doc = outcome.document
-            topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
-        name = f"{topic}:{code}"
-        self.outcomes[name] += 1
-        children = self._outcome_metrics.get(name)
-        if children is None:  # labels() costs a lock and a dict lookup: once per series
-            children = self._outcome_metrics[name] = (
-                self.metrics.outcomes.labels(topic, code),
-                self.metrics.pipeline_seconds.labels(topic),
-            )
-        children[0].inc()
-        children[1].observe(took_s)
-
-    # -- readiness and status (served by processor.http) ------------------------------
-    def readiness(self) -> dict[str, bool]:
-        assigned = self._engine is not None and bool(self._engine.assigned)
-        not_stalled = self.watchdog is not None and not self.watchdog.stalled
-        ready = assigned and self._broker_reachable and not_stalled
-        return {"ready": ready, "partitions_assigned": assigned,
-                "broker_reachable": self._broker_reachable, "not_stalled": not_stalled}  # fmt: skip
-
-    def status(self) -> dict[str, Any]:
-        engine = self._engine
-        now, total = time.monotonic(), sum(self.outcomes.values())
-        rate = 0.0
-        if self._outcome_samples:
-            then, before = self._outcome_samples[0]
-            rate = (total - before) / max(now - then, 1e-9)
-        breakers = {
-            name: int(self.metrics.registry.get_sample_value(
-                "processor_breaker_state", {"upstream": name}) or 0)
-            for name in self.settings.upstreams
-        }  # fmt: skip
-        return {
-            "instance": self.settings.instance_id,
-            "version": __version__,
-            **self.readiness(),
-            "assigned": [f"{t}-{p}" for t, p in engine.assigned] if engine else [],
-            "in_flight": engine.in_flight if engine else 0,
-            "lag": {f"{t}-{p}": lag for (t, p), lag in self._lag.items()},
-            "breakers": {n: ("closed", "half_open", "open")[v] for n, v in breakers.items()},
-            "outcomes_total": dict(self.outcomes),
-            "outcomes_per_s_last_minute": round(rate, 1),
-        }
-
-    async def _observe(self, consumer: Consumer, engine: Engine) -> None:
-        """Every few seconds: can we reach the broker, how far behind are we; gauges."""
-        http = self.settings.http
-        while True:
-            self._broker_reachable = await broker_reachable(consumer, http.broker_check_timeout_s)
-            committed = {tp: (st.committed if (st := engine.offsets(tp)) else None)
-                         for tp in engine.assigned}  # fmt: skip
-            self._lag = await lag_by_partition(consumer, committed)
-            for (topic, partition), lag in self._lag.items():
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
-            stalled = self.watchdog is not None and self.watchdog.stalled
-            self.metrics.stalled.set(int(stalled))
-            self.metrics.ready.set(int(self.readiness()["ready"]))
-            now = time.monotonic()
-            self._outcome_samples.append((now, sum(self.outcomes.values())))
-            while self._outcome_samples and self._outcome_samples[0][0] < now - 60:
-                self._outcome_samples.popleft()
-            await asyncio.sleep(http.broker_check_interval_s)
 
     def _callers(self, session: Session, board: WaitBoard) -> dict[str, ResilientCaller]:
         callers = {}
@@ -172,52 +111,63 @@ class App:
             )
         return callers
 
+    def _checks(
+        self, session: Session, board: WaitBoard, activity: ActivityBoard
+    ) -> dict[str, list[Check]]:
+        clients = self._callers(session, board)
+        return {
+            rtype: [
+                Check(
+                    c,
+                    clients[c.upstream],
+                    activity,
+                    self.metrics.check_seconds.labels(c.name).observe,
+                )
+                for c in cfgs
+            ]
+            for rtype, cfgs in self.settings.checks.items()
+        }
+
     async def run(self) -> int:
-        """Run until :meth:`request_stop` or a fatal error; return the exit code."""
+        """Run until :meth:`request_stop` or a fatal error; return the exit code.
+
+        Raises:
+            KafkaUnavailable: The broker could not be reached at start.
+            EndpointError: The operations endpoint could not listen (port taken).
+        """
         s = self.settings
         started = time.monotonic()
         structlog.contextvars.bind_contextvars(instance=s.instance_id)  # on every line we log
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
-        board = WaitBoard()
-        activity = ActivityBoard()
-        async with make_session() as session:
-            clients = self._callers(session, board)
-            checks = {
-                rtype: [
-                    Check(
-                        c,
-                        clients[c.upstream],
-                        activity,
-                        self.metrics.check_seconds.labels(c.name).observe,
-                    )
-                    for c in cfgs
-                ]
-                for rtype, cfgs in s.checks.items()
-            }
+        board, activity = WaitBoard(), ActivityBoard()
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(make_session())
             pipeline = Pipeline(
                 record_types=RECORD_TYPES,
-                checks=checks,
+                checks=self._checks(session, board, activity),
                 validation=s.validation,
                 max_record_bytes=s.engine.max_record_bytes,
                 processor=info,
             )
-            producer = make_producer(s.kafka)
-            consumer = make_consumer(
+            kafka = KafkaClients(
                 s.kafka,
                 max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4),
                 drain_timeout_s=s.engine.drain_timeout_s,
             )
+            counts = OutcomeCounts(self.metrics)
             engine = Engine(
                 pipeline=pipeline,
-                publisher=OutcomePublisher(producer, s.kafka.topics, f"{s.name}/{s.instance_id}"),
+                publisher=OutcomePublisher(
+                    kafka.producer, s.kafka.topics, f"{s.name}/{s.instance_id}"
+                ),
                 ordering=s.engine.ordering,
                 max_concurrency=s.engine.max_concurrency,
                 max_in_flight=s.engine.max_in_flight,
                 max_in_flight_per_partition=s.engine.max_in_flight_per_partition,
-                on_outcome=self._count,
+                on_outcome=counts.record,
             )
             intake = Intake(
-                consumer=consumer,
+                consumer=kafka.consumer,
                 engine=engine,
                 topic=s.kafka.topics.input,
                 fetch_max_records=s.engine.fetch_max_records,
@@ -227,44 +177,41 @@ class App:
                 board=board,
                 metrics=self.metrics,
             )
-            self._engine = engine
-            self.watchdog = Watchdog(
+            watchdog = self.watchdog = Watchdog(
                 engine, activity, s.engine.stall_timeout_s, s.engine.max_rss_mib
             )
-            await start_clients(producer, consumer)
+            status = self.status = Status(
+                instance_id=s.instance_id, upstreams=s.upstreams, config=s.endpoint,
+                metrics=self.metrics, counts=counts, engine=engine, watchdog=watchdog,
+                probe=kafka.consumer,
+            )  # fmt: skip
+            await kafka.start()
+            stack.push_async_callback(kafka.stop)
             self.metrics.build_info.labels(__version__, config_hash(s)).set(1)
-            http = None
-            if s.http.enabled:
-                http = HttpServer(build_api(self, self.metrics.registry), s.http.host, s.http.port)
-                await http.start()
-                self.http_port = http.port
+            if s.endpoint.enabled:
+                server = EndpointServer(
+                    build_api(status, self.metrics.registry), s.endpoint.host, s.endpoint.port
+                )
+                await server.start()
+                stack.push_async_callback(server.stop)
+                self.http_port = server.port
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
-                http=f"http://{s.http.host}:{self.http_port}" if http else None,
+                http=f"http://{s.endpoint.host}:{self.http_port}" if self.http_port else None,
                 record_types=sorted(RECORD_TYPES),
                 checks={t: [c.name for c in s.checks.get(t, [])] for t in sorted(RECORD_TYPES)},
             )  # fmt: skip
-            background = [
-                asyncio.create_task(self.watchdog.run()),
-                asyncio.create_task(self._observe(consumer, engine)),
-            ]
-            try:
-                code = await self._run_until_stopped(intake, engine)
-                await self._shutdown(intake, engine, producer, consumer)
-            finally:
-                for task in background:
-                    task.cancel()
-                if http is not None:
-                    await http.stop()
-            log.info(
-                "processor.stopped", exit_code=code, consumed=intake.consumed_total,
-                finished=engine.finished_total, uptime_s=round(time.monotonic() - started, 2),
-                peak_rss_mib=round(self.watchdog.peak_rss_mib),
-                outcomes=dict(self.outcomes),
-            )  # fmt: skip
-            return code
+            await stack.enter_async_context(_background(watchdog.run(), status.run()))
+            code = await self._run_until_stopped(intake, engine)
+            await self._shutdown(intake, engine, kafka)
+        log.info(
+            "processor.stopped", exit_code=code, consumed=intake.consumed_total,
+            finished=engine.finished_total, uptime_s=round(time.monotonic() - started, 2),
+            peak_rss_mib=round(watchdog.peak_rss_mib), outcomes=dict(counts.totals),
+        )  # fmt: skip
+        return code
 
     async def _run_until_stopped(self, intake: Intake, engine: Engine) -> int:
         intake_task = asyncio.create_task(intake.run())
@@ -273,6 +220,8 @@ class App:
         log.info("processor.stopping", reason="signal" if self._stop.is_set() else "intake ended")
         intake.stop()
         stop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop_task
         try:
             await intake_task
         except Exception as exc:  # noqa: BLE001 - reported, then the shutdown goes on
@@ -280,15 +229,13 @@ class App:
             return 1
         return 1 if engine.fatal is not None else 0
 
-    async def _shutdown(
-        self, intake: Intake, engine: Engine, producer: Producer, consumer: Consumer
-    ) -> None:
+    async def _shutdown(self, intake: Intake, engine: Engine, kafka: KafkaClients) -> None:
+        """Drain, flush and commit; closing the clients is left to the exit stack."""
         s = self.settings
         drained = await engine.drain(None, s.engine.drain_timeout_s)
         if not drained:
             log.warning("processor.drain_timeout", in_flight=engine.in_flight)
             await engine.cancel_all()
-        if not await flush(producer, s.kafka.flush_timeout_s):
+        if not await kafka.flush(s.kafka.flush_timeout_s):
             log.warning("processor.flush_incomplete")
         await intake.commit()
-        await stop_clients(producer, consumer)

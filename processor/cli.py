@@ -138,12 +138,13 @@ def _as_worker(settings: Settings, index: int) -> Settings:
     kafka = settings.kafka
     if kafka.group_instance_id is not None:
         kafka = kafka.model_copy(update={"group_instance_id": f"{kafka.group_instance_id}-{index}"})
-    http = settings.http
-    if http.port:
-        http = http.model_copy(update={"port": http.port + index})
+    endpoint = settings.endpoint
+    if endpoint.port:
+        endpoint = endpoint.model_copy(update={"port": endpoint.port + index})
     return settings.model_copy(
-        update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka, "http": http}
-    )
+        update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka,
+                "endpoint": endpoint}
+    )  # fmt: skip
 
 
 async def _supervise(config: Path | None, workers: int, settings: Settings) -> int:

@@ -229,8 +229,9 @@ class CheckConfig(_Frozen):
     required: bool = True
 
 
-class HttpConfig(_Frozen):
-    """The operations endpoint: /healthz, /readyz, /metrics, /status (and /docs)."""
+class EndpointConfig(_Frozen):
+    """The operations endpoint (/healthz, /readyz, /metrics, /status, /docs) and the broker
+    probe behind its readiness and lag answers."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -265,7 +266,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="record type -> its checks"
     )
     logging: LoggingConfig = LoggingConfig()
-    http: HttpConfig = HttpConfig()
+    endpoint: EndpointConfig = EndpointConfig()
 
     @model_validator(mode="wrap")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from processor.errors import DecodeError, EnvelopeError, RecordTooLarge
-from processor.records import InputRecord
+from processor.inputs import InputRecord
 from schemas.envelope import BINARY_HEADER_PREFIX, CloudEvent
 
 _JSON_CONTENT_TYPES = ("application/json", "text/json")

@@ -9,8 +9,11 @@ only when the broker acknowledges the outcome.
   is a lane of its own), its partition (``partition``), or itself (``unordered``). A lane
   moves to its next record once the outcome is *queued* in the idempotent producer, which
   keeps per-partition order, so acknowledgements overlap.
-- **Bounds**: at most ``max_concurrency`` records are in the pipeline at once; the consumer
-  asks :meth:`Engine.capacity` and :meth:`Engine.partitions_over_cap` to pause intake.
+- **Bounds**: at most ``max_concurrency`` records are in the pipeline at once; the intake
+  asks :meth:`Engine.capacity` and :meth:`Engine.partitions_over_cap` to pause partitions.
+- **Commits**: the engine alone keeps what is committable and what was committed
+  (:meth:`Engine.committable`, :meth:`Engine.mark_committed`, :meth:`Engine.committed`);
+  the intake commits what it is told and reports back.
 - A failed acknowledgement is fatal (:attr:`Engine.fatal`): the record is not committed,
   the process stops, and a restart redoes it.
 """
@@ -22,16 +25,16 @@ import contextlib
 import functools
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Literal
 
 import structlog
 
 from processor.errors import PublishError
+from processor.inputs import InputRecord
 from processor.offsets import PartitionOffsets
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid
 from processor.pipeline import Pipeline
-from processor.records import InputRecord
 from processor.slots import Slots
 from processor.waits import CURRENT_PARTITION
 
@@ -92,6 +95,33 @@ class Engine:
 
     def offsets(self, tp: TP) -> PartitionOffsets | None:
         return self._partitions.get(tp)
+
+    def owns(self, tp: TP) -> bool:
+        """True while ``tp`` is assigned (a fetch may return records of a revoked one)."""
+        return tp in self._partitions
+
+    # -- commits: the engine owns what is finished and what was committed ---------------
+    def committable(self, partitions: Iterable[TP] | None = None) -> dict[TP, int]:
+        """The watermark of each (given) assigned partition that advanced since its last
+        commit: one past the longest finished prefix, never "highest seen"."""
+        wanted = self._partitions if partitions is None else partitions
+        found = {}
+        for tp in wanted:
+            state = self._partitions.get(tp)
+            if state is not None and (offset := state.to_commit()) is not None:
+                found[tp] = offset
+        return found
+
+    def mark_committed(self, offsets: Mapping[TP, int]) -> None:
+        """Record that ``offsets`` were committed (partitions released meanwhile are skipped)."""
+        for tp, offset in offsets.items():
+            state = self._partitions.get(tp)
+            if state is not None:
+                state.committed = offset
+
+    def committed(self) -> dict[TP, int | None]:
+        """Per assigned partition, the offset this process last committed (None: not yet)."""
+        return {tp: state.committed for tp, state in self._partitions.items()}
 
     @property
     def assigned(self) -> list[TP]:

@@ -8,17 +8,21 @@
     │   ├── RecordTooLarge             record.too_large
     │   ├── DecodeError                decode.failed
     │   ├── EnvelopeError              envelope.invalid
-    │   └── UnknownTypeError           type.unknown
+    │   └── UnknownTypeError           type.unknown (no schema for the event's ``type``)
     ├── UpstreamError                  an upstream call failed (carries ``retriable``)
     │   ├── UpstreamTimeout            upstream.timeout            retriable
     │   ├── UpstreamUnavailable        upstream.unavailable (5xx, refused) retriable
     │   ├── UpstreamRateLimited        upstream.rate_limited (429) retriable
     │   └── UpstreamBadResponse        upstream.bad_response       not retriable
-    └── PublishError                   an outcome could not be published: fatal for the process
+    ├── PublishError                   an outcome could not be published: fatal for the process
+    ├── KafkaUnavailable               the broker could not be reached or refused a request
+    │   └── CommitFailed               an offset commit was refused (rebalance) or failed: not fatal
+    └── EndpointError                  the operations endpoint could not start (port taken)
 
 Third-party errors are translated at one boundary each: aiohttp's in
 ``processor.upstream.client``, aiokafka's in ``processor.kafka``. Callers branch on
-``retriable`` and ``reason``, never on lists of types.
+``retriable`` and ``reason``, never on lists of types; uvicorn's bind failure in
+``processor.endpoint``.
 """
 
 from __future__ import annotations
@@ -93,3 +97,16 @@ class UpstreamBadResponse(UpstreamError):
 
 class PublishError(ProcessorError):
     """The broker did not acknowledge an outcome. The record is not committed; we stop."""
+
+
+class KafkaUnavailable(ProcessorError):
+    """The broker could not be reached or refused a request (translated aiokafka error)."""
+
+
+class CommitFailed(KafkaUnavailable):
+    """An offset commit failed (usually: the group is rebalancing). Logged, never fatal: the
+    next commit, or the partition's next owner, covers the offsets."""
+
+
+class EndpointError(ProcessorError):
+    """The operations endpoint could not start (its port is taken, say); the process exits 1."""

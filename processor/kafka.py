@@ -1,41 +1,136 @@
-"""The aiokafka boundary: building clients from config, creating topics, translating errors.
+"""The aiokafka boundary: the clients built from config, topics, and every aiokafka error.
 
-Only this module and :mod:`processor.consumer` import aiokafka. The producer is
-idempotent with ``acks=all``, so a retried send never duplicates or reorders outcomes
-within a partition.
+The only module of the service that imports aiokafka. The rest of the service sees
+partitions as ``(topic, partition)`` tuples, offsets as ints, records as
+:class:`~processor.inputs.InputRecord`, and errors from :mod:`processor.errors`:
+
+- :class:`KafkaClients`: the idempotent producer (``acks=all``, so a retried send never
+  duplicates or reorders outcomes within a partition) and the group consumer of one
+  instance, started and stopped together;
+- :class:`KafkaConsumer`: what the intake calls (poll, pause, resume, commit, rebalance
+  callbacks) plus the broker probe and the lag the status poller asks for;
+- :func:`produce_lines`: publish lines as records (``processor produce``);
+- :func:`ensure_topics`: create the input and outcome topics.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
 
 from processor.config import KafkaConfig
-from processor.errors import ProcessorError
+from processor.errors import CommitFailed, KafkaUnavailable
+from processor.inputs import InputRecord
 
 ADMIN_TIMEOUT_S = 30.0
 # Leaving the group can wait on a rebalance held up by a dead member (until its session
 # expires): nothing is in flight by then, so we stop waiting and let the session expire.
 STOP_TIMEOUT_S = 10.0
+REBALANCE_MARGIN_MS = 10_000
 
-#: The client types, for modules that hold clients but must not import aiokafka.
-Producer = AIOKafkaProducer
-Consumer = AIOKafkaConsumer
-
-
-class KafkaUnavailable(ProcessorError):
-    """The broker could not be reached or refused a request (translated aiokafka error)."""
+TP = tuple[str, int]
 
 
-def make_producer(config: KafkaConfig, client_id_suffix: str = "") -> AIOKafkaProducer:
+class RebalanceHandler(Protocol):
+    """What is told about partitions assigned to and revoked from this member (the intake)."""
+
+    def on_assigned(self, partitions: set[TP]) -> None: ...
+    def on_revoked(self, partitions: set[TP]) -> Awaitable[None]: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's listener, translated to :class:`RebalanceHandler` with plain tuples."""
+
+    def __init__(self, handler: RebalanceHandler) -> None:
+        self._handler = handler
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._handler.on_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._handler.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaConsumer:
+    """The group consumer, in the service's terms (tuples, ints, our errors)."""
+
+    def __init__(self, client: AIOKafkaConsumer) -> None:
+        self._client = client
+
+    def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
+        self._client.subscribe([topic], listener=_Listener(handler))
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[TP, Sequence[InputRecord]]:
+        """The next records by partition (empty after ``timeout_ms`` when nothing came).
+
+        Raises:
+            KafkaUnavailable: aiokafka gave up on a fetch (unrecoverable for this member).
+        """
+        try:
+            batches = await self._client.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"cannot fetch records: {exc!r}") from exc
+        return {(tp.topic, tp.partition): records for tp, records in batches.items()}
+
+    def pause(self, partitions: Iterable[TP]) -> None:
+        self._client.pause(*(TopicPartition(t, p) for t, p in partitions))
+
+    def resume(self, partitions: Iterable[TP]) -> None:
+        """Resume fetching the given partitions that are still assigned (others are ignored)."""
+        assignment = self._client.assignment()
+        live = (TopicPartition(t, p) for t, p in partitions)
+        self._client.resume(*(tp for tp in live if tp in assignment))
+
+    async def commit(self, offsets: Mapping[TP, int]) -> None:
+        """Commit the given offsets (each one past the last finished record).
+
+        Raises:
+            CommitFailed: The group is rebalancing, or the coordinator did not answer.
+        """
+        wanted = {TopicPartition(*tp): OffsetAndMetadata(o, "") for tp, o in offsets.items()}
+        try:
+            await self._client.commit(wanted)
+        except KafkaError as exc:
+            raise CommitFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def reachable(self, timeout_s: float) -> bool:
+        """True when a real metadata request succeeds within ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._client.topics(), timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
+
+    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]:
+        """High watermark minus our committed offset (or the fetch position), per partition."""
+        lags = {}
+        for (topic, partition), done in committed.items():
+            tp = TopicPartition(topic, partition)
+            high = self._client.highwater(tp)
+            if high is None:
+                continue
+            if done is None:
+                try:
+                    done = await self._client.position(tp)
+                except (KafkaError, AssertionError):  # not assigned any more
+                    continue
+            lags[(topic, partition)] = max(0, high - done)
+        return lags
+
+
+def _make_producer(config: KafkaConfig) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=config.bootstrap_servers,
-        client_id=f"{config.client_id}{client_id_suffix}",
+        client_id=config.client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=config.producer_linger_ms,
@@ -46,10 +141,7 @@ def make_producer(config: KafkaConfig, client_id_suffix: str = "") -> AIOKafkaPr
     )
 
 
-REBALANCE_MARGIN_MS = 10_000
-
-
-def make_consumer(
+def _make_consumer(
     config: KafkaConfig, max_partition_fetch_bytes: int, drain_timeout_s: float
 ) -> AIOKafkaConsumer:
     """The group consumer. Its rebalance timeout covers a whole revoke drain: a member that
@@ -73,63 +165,46 @@ def make_consumer(
     )
 
 
-async def start_clients(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
-    """Start both clients (bootstrap, metadata).
+class KafkaClients:
+    """The producer and the group consumer of one instance, started and stopped together.
 
-    Raises:
-        KafkaUnavailable: The broker could not be reached; nothing is left running.
+    ``producer`` satisfies :class:`processor.outcomes.Producer`; ``consumer`` is the
+    :class:`KafkaConsumer` the intake and the status poller use.
     """
-    try:
-        await producer.start()
-        await consumer.start()
-    except (KafkaError, OSError) as exc:
-        with contextlib.suppress(Exception):
-            await producer.stop()
-        raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
 
+    def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
+                 drain_timeout_s: float) -> None:  # fmt: skip
+        self.producer = _make_producer(config)
+        self._consumer = _make_consumer(config, max_partition_fetch_bytes, drain_timeout_s)
+        self.consumer = KafkaConsumer(self._consumer)
 
-async def broker_reachable(consumer: AIOKafkaConsumer, timeout_s: float) -> bool:
-    """True when a real metadata request succeeds within ``timeout_s``."""
-    try:
-        await asyncio.wait_for(consumer.topics(), timeout_s)
-    except (KafkaError, TimeoutError, OSError):
-        return False
-    return True
+    async def start(self) -> None:
+        """Start both clients (bootstrap, metadata).
 
+        Raises:
+            KafkaUnavailable: The broker could not be reached; nothing is left running.
+        """
+        try:
+            await self.producer.start()
+            await self._consumer.start()
+        except (KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
 
-async def lag_by_partition(
-    consumer: AIOKafkaConsumer, committed: dict[tuple[str, int], int | None]
-) -> dict[tuple[str, int], int]:
-    """High watermark minus our committed offset (or the fetch position), per partition."""
-    lags = {}
-    for (topic, partition), done in committed.items():
-        tp = TopicPartition(topic, partition)
-        high = consumer.highwater(tp)
-        if high is None:
-            continue
-        if done is None:
-            try:
-                done = await consumer.position(tp)
-            except (KafkaError, AssertionError):  # not assigned any more
-                continue
-        lags[(topic, partition)] = max(0, high - done)
-    return lags
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued record is acknowledged or failed; False on timeout/error."""
+        try:
+            await asyncio.wait_for(self.producer.flush(), timeout_s)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
 
-
-async def flush(producer: AIOKafkaProducer, timeout_s: float) -> bool:
-    """Wait until every queued record is acknowledged or failed; False on timeout/error."""
-    try:
-        await asyncio.wait_for(producer.flush(), timeout_s)
-    except (KafkaError, TimeoutError):
-        return False
-    return True
-
-
-async def stop_clients(producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
-    """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
-    for client in (consumer, producer):
-        with contextlib.suppress(KafkaError, TimeoutError, OSError):
-            await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+    async def stop(self) -> None:
+        """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
+        for client in (self._consumer, self.producer):
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
 
 
 #: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).
@@ -157,7 +232,7 @@ async def produce_lines(
         KafkaUnavailable: The broker could not be reached or did not acknowledge a record
             within ``kafka.request_timeout_ms`` (sending) or ``kafka.flush_timeout_s`` (acks).
     """
-    producer = make_producer(config)
+    producer = _make_producer(config)
     send_timeout_s = config.request_timeout_ms / 1000
     acknowledged = 0
 

@@ -1,12 +1,23 @@
 """Prometheus metrics: stable names, low-cardinality labels, one registry per process.
 
 The registry is created by the composition root and passed in (no default-registry
-globals), so tests read exactly the metrics of the app they run.
+globals), so tests read exactly the metrics of the app they run. It carries
+prometheus-client's process collector (``process_resident_memory_bytes``,
+``process_cpu_seconds_total``, ``process_open_fds``, ...), the platform collector
+(``python_info``) and the garbage-collector collector (``python_gc_*``) besides ours.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from processor.upstream.breaker import BreakerState
 
@@ -21,6 +32,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.records_consumed = Counter(
             "processor_records_consumed", "Records taken from the input topic.", registry=r
         )

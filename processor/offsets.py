@@ -22,7 +22,7 @@ class PartitionOffsets:
         self._last_taken: int | None = None
         #: One past the last offset of the finished prefix; None until something finishes.
         self.committable: int | None = None
-        #: The offset last committed to the group coordinator by this process.
+        #: The offset last committed by this process (set by ``Engine.mark_committed``).
         self.committed: int | None = None
 
     @property

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from processor.config import TopicsConfig
-from processor.records import InputRecord
+from processor.inputs import InputRecord
 from schemas.outcomes import OutcomeDocument, ReasonCode
 
 MAX_ERROR_MESSAGE_CHARS = 512
@@ -51,7 +51,8 @@ Outcome = Valid | Invalid | DeadLetter
 
 
 class Producer(Protocol):
-    """The part of aiokafka's producer the publisher uses."""
+    """The part of a Kafka producer the publisher uses (``processor.kafka.KafkaClients.producer``
+    is aiokafka's; tests pass fakes). The service's one producer protocol."""
 
     async def send(
         self,

@@ -1,8 +1,10 @@
 """The per-record pipeline: decode, then schema, then upstream checks, then the verdict.
 
 :meth:`Pipeline.process` always returns an :data:`~processor.outcomes.Outcome` and never
-raises: the one bare ``except Exception`` of the service is here, turning a bug into a
-dead letter with ``internal.error`` instead of a crash or a lost record.
+raises (but cancellation): its ``except Exception`` turns a bug into a dead letter with
+``internal.error`` instead of a crash or a lost record. Expected failures are
+:class:`~processor.errors.RecordError` (a dead letter with the error's reason) and
+:class:`~processor.errors.UpstreamError` (per check, then the verdict rules below).
 
 Verdict rules: any check's clear "no" makes the record invalid (even when another check
 could not run); otherwise a required check that could not run dead-letters it with that
@@ -24,9 +26,9 @@ from pydantic import BaseModel, ValidationError
 from processor.checks import Check
 from processor.config import ValidationConfig
 from processor.decode import DecodedEvent, decode
-from processor.errors import RecordError, UpstreamError
+from processor.errors import RecordError, UnknownTypeError, UpstreamError
+from processor.inputs import InputRecord
 from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
-from processor.records import InputRecord
 from schemas.outcomes import (
     CheckResult,
     CheckStatus,
@@ -97,17 +99,10 @@ class Pipeline:
     async def _process(self, record: InputRecord, received: datetime, started: float) -> Outcome:
         try:
             decoded = decode(record, self._max_record_bytes)
+            model = self._model_for(decoded.event.type)
         except RecordError as exc:
             return _dead_letter(exc, exc.reason, received)
         event = decoded.event
-        model = self._record_types.get(event.type)
-        if model is None:
-            return DeadLetter(
-                reason=ReasonCode.TYPE_UNKNOWN,
-                error_class="UnknownTypeError",
-                message=f"no schema for type {event.type[:100]!r}",
-                first_failure_at=received,
-            )
         data = event.data
         if not isinstance(data, dict):
             reason = Reason(
@@ -152,6 +147,12 @@ class Pipeline:
             record, decoded, received, started, rejections or unverified, done,
             None if rejections else normalized, unknown,
         )  # fmt: skip
+
+    def _model_for(self, record_type: str) -> type[BaseModel]:
+        model = self._record_types.get(record_type)
+        if model is None:
+            raise UnknownTypeError(f"no schema for type {record_type[:100]!r}")
+        return model
 
     async def _run_checks(
         self, record_id: str, data: dict[str, Any], checks: Sequence[Check]

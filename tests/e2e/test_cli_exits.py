@@ -45,7 +45,7 @@ def test_an_unreachable_kafka_exits_1_with_one_message_line(
         yaml.safe_dump(
             {
                 "kafka": {"bootstrap_servers": refused_bootstrap, "request_timeout_ms": 1000},
-                "http": {"port": 0},
+                "endpoint": {"port": 0},
             }
         )
     )

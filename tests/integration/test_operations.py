@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from structlog.testing import capture_logs
 
+from processor.app import App
 from processor.devtools.corpus import build_corpus
 from processor.devtools.local_kafka import LocalKafka
 from processor.devtools.reconcile import OutcomeCollector, publish_corpus
+from processor.errors import EndpointError
 from tests.support.services import simulator_process
 from tests.support.setup import (
     create_topics,
@@ -93,7 +98,8 @@ async def test_readyz_follows_the_broker_going_away_and_coming_back(tmp_path: Pa
         await create_topics(broker.bootstrap_servers, topics, partitions=1)
         with simulator_process() as url:
             settings = settings_for(tmp_path, broker.bootstrap_servers, url, topics)
-            interval = settings.http.broker_check_interval_s + settings.http.broker_check_timeout_s
+            probe = settings.endpoint
+            interval = probe.broker_check_interval_s + probe.broker_check_timeout_s
             async with running_app(settings) as app:
                 await wait_until(lambda: app.ready, timeout_s=30, what="ready at first")
                 port = app.http_port
@@ -150,3 +156,43 @@ async def test_no_secret_from_the_config_appears_in_a_full_runs_logs(
     assert '"event": "processor.stopped"' in logged
     for secret in ("b3arer-in-the-yaml-0042", "k3y-from-a-file-0042"):
         assert secret not in logged
+
+
+async def test_a_taken_endpoint_port_stops_the_started_kafka_clients(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """When the endpoint cannot listen after the Kafka clients started, run() raises
+    EndpointError and leaves no client task behind (the exit stack stopped them)."""
+    topics = unique_topics("taken")
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    settings = settings_for(tmp_path, kafka_bootstrap, "http://127.0.0.1:9", topics)
+    before = asyncio.all_tasks()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        endpoint = settings.endpoint.model_copy(update={"port": port})
+        app = App(settings.model_copy(update={"endpoint": endpoint}))
+        with pytest.raises(EndpointError, match=f"127.0.0.1:{port}"):
+            await app.run()
+    left = {t for t in asyncio.all_tasks() - before if not t.done()}
+    assert left == set(), [t.get_coro() for t in left]
+
+
+async def test_processor_run_on_a_taken_port_exits_1_with_one_message_line(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """`processor run` whose endpoint port is taken exits 1 and says why on one stderr line."""
+    topics = unique_topics("taken-cli")
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    config = write_config(tmp_path / "p.yaml", kafka_bootstrap, "http://127.0.0.1:9", topics)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "processor.cli", "run", "--config", str(config),
+            env={**os.environ, "PROCESSOR_ENDPOINT__PORT": str(port)},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    lines = stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("processor: the operations endpoint cannot listen on 127.0.0.1:")

@@ -52,7 +52,7 @@ def write_config(
     data["kafka"]["topics"] = topics.model_dump()
     data["engine"].update(engine)
     data["logging"] = {"level": "info", "format": "json"}
-    data["http"] = {"port": 0}  # tests run instances side by side: any free port
+    data["endpoint"] = {"port": 0}  # tests run instances side by side: any free port
     for name, upstream in data["upstreams"].items():
         upstream["base_url"] = simulator_url
         upstream.update((upstreams or {}).get(name, {}))

@@ -10,26 +10,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("processor", "schemas")
 
-SERVICE_CORE = ("processor.errors", "processor.config")
-LOW_LEVEL = (
-    "processor.upstream",
-    "processor.outcomes",
-    "processor.decode",
-    "processor.offsets",
-    "processor.records",
-    "processor.logs",
-    "processor.slots",
-)
-ABOVE_LOW_LEVEL = (
-    "processor.checks",
-    "processor.pipeline",
-    "processor.engine",
-    "processor.consumer",
-    "processor.app",
-    "processor.cli",
-)
-ABOVE_PIPELINE = ("processor.engine", "processor.consumer", "processor.app", "processor.cli")
-ABOVE_ENGINE = ("processor.app", "processor.cli")
+#: The service's layers, bottom first. A module imports only modules of lower layers (and
+#: of its own subpackage: processor.upstream.*). docs/architecture.md draws the same stack.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    # values and leaves: import nothing of the service
+    ("processor", "processor.errors", "processor.inputs", "processor.offsets",
+     "processor.slots", "processor.waits", "processor.logs"),
+    ("processor.config",),
+    # the edges (one library each) and the outcome values
+    ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
+     "processor.endpoint"),
+    ("processor.metrics", "processor.checks"),
+    ("processor.pipeline",),
+    ("processor.engine",),
+    ("processor.intake", "processor.watchdog"),
+    ("processor.status",),
+    ("processor.app", "processor.supervisor"),
+    ("processor.cli",),
+)  # fmt: skip
+SUBPACKAGES = ("processor.upstream",)
 
 
 def _module_name(path: Path) -> str:
@@ -118,40 +117,57 @@ def test_schemas_import_nothing_from_processor(module: str) -> None:
     assert _offending(module, ("processor",)) == set()
 
 
-def test_errors_imports_no_processor_module() -> None:
-    """processor.errors is a leaf of the processor package."""
-    imported = {m for m in GRAPH["processor.errors"] if _within(m, ("processor",))}
-    assert imported == set()
+def _in_layer(module: str, layer: tuple[str, ...]) -> bool:
+    """``module`` is named in ``layer``, or belongs to a subpackage named there."""
+    return module in layer or _within(module, tuple(p for p in layer if p in SUBPACKAGES))
 
 
-def test_config_imports_no_processor_module_but_errors() -> None:
-    """processor.config depends on processor.errors only, within the processor package."""
-    imported = {m for m in GRAPH["processor.config"] if _within(m, ("processor",))}
-    assert imported <= {"processor.errors"}
+def _layer_of(module: str) -> int:
+    """The index of the layer that holds ``module`` (a subpackage's modules share its layer)."""
+    for index, layer in enumerate(LAYERS):
+        if _in_layer(module, layer):
+            return index
+    raise LookupError(f"{module} is in no layer of LAYERS")
 
 
-@pytest.mark.parametrize("module", _modules(*LOW_LEVEL))
-def test_low_level_modules_do_not_import_the_layers_above(module: str) -> None:
-    """upstream, outcomes, decode, offsets, records and logs import no pipeline, engine or app."""
-    assert _offending(module, ABOVE_LOW_LEVEL) == set()
+def _wrong_way(module: str, imported: set[str]) -> set[str]:
+    """The service modules ``module`` imports that are not below it (nor in its subpackage)."""
+    own = _layer_of(module)
+    return {
+        target
+        for target in imported
+        if _within(target, ("processor",))
+        and not _is_devtools(target)
+        and target != module
+        and not any(_within(module, (p,)) and _within(target, (p,)) for p in SUBPACKAGES)
+        and _layer_of(target) >= own
+    }
 
 
-@pytest.mark.parametrize("module", ["processor.pipeline", "processor.checks"])
-def test_the_pipeline_does_not_import_the_engine_or_above(module: str) -> None:
-    """pipeline (and the checks it runs) import no engine, consumer, app or cli."""
-    assert _offending(module, ABOVE_PIPELINE) == set()
+SERVICE_MODULES = [m for m in sorted(MODULES) if _within(m, ("processor",)) and not _is_devtools(m)]
 
 
-@pytest.mark.parametrize("module", ["processor.engine", "processor.consumer", "processor.kafka"])
-def test_engine_and_consumer_do_not_import_app_or_cli(module: str) -> None:
-    """The engine, the consumer and the Kafka wiring import neither the app nor the CLI."""
-    assert _offending(module, ABOVE_ENGINE) == set()
+def test_every_service_module_has_exactly_one_layer() -> None:
+    """Each module of processor/ is placed in the layers once (a new module must be placed)."""
+    for module in SERVICE_MODULES:
+        holders = [layer for layer in LAYERS if _in_layer(module, layer)]
+        assert len(holders) == 1, f"{module} is in {len(holders)} layers"
+    placed = {name for layer in LAYERS for name in layer}
+    assert placed <= set(SERVICE_MODULES), placed - set(SERVICE_MODULES)
 
 
-@pytest.mark.parametrize("module", sorted(set(MODULES) - {"processor.app", "processor.cli"}))
-def test_only_the_cli_imports_the_app(module: str) -> None:
-    """The composition root is imported by the CLI (and itself) alone."""
-    assert _offending(module, ("processor.app",)) == set()
+@pytest.mark.parametrize("module", SERVICE_MODULES)
+def test_imports_point_down_the_layers(module: str) -> None:
+    """A service module imports only modules of the layers below its own."""
+    assert _wrong_way(module, GRAPH[module]) == set()
+
+
+def test_an_arrow_pointing_up_or_sideways_is_caught() -> None:
+    """The layer check flags an import of a higher or same-layer module (it can fail)."""
+    assert _wrong_way("processor.engine", {"processor.intake"}) == {"processor.intake"}
+    assert _wrong_way("processor.kafka", {"processor.outcomes"}) == {"processor.outcomes"}
+    assert _wrong_way("processor.upstream.resilient", {"processor.upstream.cache"}) == set()
+    assert _wrong_way("processor.cli", {"processor.app", "processor.errors"}) == set()
 
 
 @pytest.mark.parametrize("module", [m for m in sorted(MODULES) if not _is_devtools(m)])
@@ -160,7 +176,7 @@ def test_service_modules_do_not_import_devtools(module: str) -> None:
     assert _offending(module, ("processor.devtools",)) == set()
 
 
-AIOKAFKA_EDGE = {"processor.kafka", "processor.consumer"}
+AIOKAFKA_EDGE = {"processor.kafka"}
 AIOHTTP_EDGE = {"processor.upstream.client"}
 
 
@@ -170,7 +186,7 @@ def _library_cases(edge: set[str]) -> list[str]:
 
 @pytest.mark.parametrize("module", _library_cases(AIOKAFKA_EDGE))
 def test_only_the_kafka_edge_imports_aiokafka(module: str) -> None:
-    """aiokafka is imported by processor.kafka, processor.consumer and devtools only."""
+    """aiokafka is imported by processor.kafka and devtools only."""
     assert _offending(module, ("aiokafka",)) == set()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from processor.decode import decode
 from processor.errors import DecodeError, EnvelopeError, RecordError, RecordTooLarge
-from processor.records import Record
+from processor.inputs import Record
 from schemas.outcomes import ReasonCode
 
 LIMIT = 1_024

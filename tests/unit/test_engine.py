@@ -10,9 +10,9 @@ import pytest
 
 from processor.engine import TP, Engine
 from processor.errors import PublishError
+from processor.inputs import InputRecord, Record
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
-from processor.records import InputRecord, Record
 from schemas.outcomes import ReasonCode
 
 TOPIC = "records.in"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from processor.config import TopicsConfig
+from processor.inputs import Record
 from processor.outcomes import (
     MAX_ERROR_MESSAGE_CHARS,
     DeadLetter,
@@ -17,7 +18,6 @@ from processor.outcomes import (
     OutcomePublisher,
     Valid,
 )
-from processor.records import Record
 from schemas.outcomes import (
     DLQ_HEADERS,
     InputCoordinates,

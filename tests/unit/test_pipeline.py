@@ -13,9 +13,9 @@ import pytest
 from processor.checks import Check
 from processor.config import CheckConfig, ValidationConfig
 from processor.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from processor.inputs import Record
 from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
 from processor.pipeline import Pipeline
-from processor.records import Record
 from processor.upstream import UpstreamRequest, UpstreamResponse
 from schemas import RECORD_TYPES
 from schemas.outcomes import CheckStatus, ProcessorInfo, ReasonCode, Verdict

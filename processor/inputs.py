@@ -1,7 +1,9 @@
-"""What the processor knows about an input record before decoding it: its coordinates and bytes.
+"""The input record as read from Kafka, before decoding: its coordinates and its bytes.
 
-:class:`InputRecord` is a structural type that aiokafka's ``ConsumerRecord`` satisfies, so
-the pipeline and engine can be unit-tested with plain values.
+(The record *types*, the pydantic models of the data a record carries, are in
+``schemas.records``.) :class:`InputRecord` is a structural type that aiokafka's
+``ConsumerRecord`` satisfies, so the pipeline and engine can be unit-tested with plain
+:class:`Record` values.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The intake loop: poll, pause and resume for back-pressure, commit watermarks, rebalance.
 
-:class:`Intake` owns the aiokafka consumer. It keeps calling ``getmany`` even when every
-partition is paused (a consumer that stops polling is thrown out of the group), takes at
-most as many records as the engine has room for, pauses partitions over their cap and
-resumes them as work drains, and commits each partition's contiguous watermark every
-``commit_interval_s``. On revoke it drains the revoked partitions with a deadline,
-commits them, and lets them go; whatever did not finish is redone by the new owner.
+:class:`Intake` drives a :class:`GroupConsumer` (in production ``processor.kafka``'s
+``KafkaConsumer``; partitions are ``(topic, partition)`` tuples). It keeps calling
+``getmany`` even when every partition is paused (a consumer that stops polling is thrown
+out of the group), takes at most as many records as the engine has room for, pauses
+partitions over their cap and resumes them as work drains, and every ``commit_interval_s``
+commits what :meth:`Engine.committable` offers. On revoke it drains the revoked partitions
+with a deadline, commits them, and lets them go; whatever did not finish is redone by the
+new owner.
 """
 
 from __future__ import annotations
@@ -13,29 +15,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
 
 from processor.engine import TP, Engine
+from processor.errors import CommitFailed
+from processor.inputs import InputRecord
+from processor.kafka import RebalanceHandler
 from processor.metrics import Metrics
 from processor.waits import WaitBoard
 
-log = structlog.get_logger("processor.consumer")
+log = structlog.get_logger("processor.intake")
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, intake: Intake) -> None:
-        self._intake = intake
+class GroupConsumer(Protocol):
+    """The consumer the intake drives (``processor.kafka.KafkaConsumer``, or a test's fake)."""
 
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._intake.on_revoked({(tp.topic, tp.partition) for tp in revoked})
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._intake.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+    def subscribe(self, topic: str, handler: RebalanceHandler) -> None: ...
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> Mapping[TP, Sequence[InputRecord]]: ...
+    def pause(self, partitions: set[TP]) -> None: ...
+    def resume(self, partitions: set[TP]) -> None: ...
+    async def commit(self, offsets: Mapping[TP, int]) -> None: ...
 
 
 class Intake:
@@ -44,7 +48,7 @@ class Intake:
     def __init__(
         self,
         *,
-        consumer: AIOKafkaConsumer,
+        consumer: GroupConsumer,
         engine: Engine,
         topic: str,
         fetch_max_records: int,
@@ -68,18 +72,18 @@ class Intake:
         self.consumed_total = 0
 
     def subscribe(self) -> None:
-        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        self._consumer.subscribe(self._topic, self)
 
     def stop(self) -> None:
         """Stop taking new records (the loop returns after its current poll)."""
         self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
+    async def run(self, *, burst: bool = False) -> None:
+        """Poll until :meth:`stop` or a fatal engine error.
 
-    async def run(self) -> None:
-        """Poll until :meth:`stop` or a fatal engine error."""
+        With ``burst`` (arq's term) the loop also returns, after a last commit, once a poll
+        brings nothing while nothing is in flight: a backlog worked off, a test's script done.
+        """
         next_commit = time.monotonic() + self._commit_interval_s
         while not self._stop.is_set() and self._engine.fatal is None:
             if time.monotonic() >= next_commit:  # also while intake is paused
@@ -90,15 +94,18 @@ class Intake:
             # but the group sees us alive (max_poll_interval_ms).
             room = max(1, min(self._engine.capacity(), self._fetch_max_records))
             batches = await self._poll(room)
+            if burst and not batches and self._engine.in_flight == 0:
+                await self.commit()
+                return
             for tp, records in batches.items():
-                if self._engine.offsets((tp.topic, tp.partition)) is None:
+                if not self._engine.owns(tp):
                     continue  # revoked while the fetch was under way
                 for record in records:
                     self._engine.submit(record)
                 self.consumed_total += len(records)
                 self._metrics.records_consumed.inc(len(records))
 
-    async def _poll(self, room: int) -> dict[Any, list[Any]]:
+    async def _poll(self, room: int) -> Mapping[TP, Sequence[InputRecord]]:
         """``getmany``, abandoned when stop is asked: while the group is (re)joining and we
         hold no partition, aiokafka waits for an assignment whatever ``timeout_ms`` says."""
         poll = asyncio.ensure_future(
@@ -109,13 +116,14 @@ class Intake:
             await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stop
         if not poll.done():
             poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poll
             return {}
-        result: dict[Any, list[Any]] = poll.result()
-        return result
+        return poll.result()
 
     def _apply_backpressure(self) -> None:
         engine = self._engine
@@ -125,13 +133,11 @@ class Intake:
         want = assigned if engine.capacity() == 0 else engine.partitions_over_cap() | blocked
         pause, resume = want - self._paused, self._paused - want
         if pause:
-            self._consumer.pause(*(TopicPartition(t, p) for t, p in pause))
+            self._consumer.pause(pause)
             log.info("intake.paused", partitions=sorted(pause), waiting_on_upstream=len(blocked),
                      in_flight=engine.in_flight)  # fmt: skip
         if resume:
-            assignment = self._consumer.assignment()
-            live = [TopicPartition(t, p) for t, p in resume]
-            self._consumer.resume(*(tp for tp in live if tp in assignment))
+            self._consumer.resume(resume)
             log.info("intake.resumed", partitions=sorted(resume), in_flight=engine.in_flight)
         self._paused = want
         self._metrics.paused_partitions.set(len(want))
@@ -144,26 +150,18 @@ class Intake:
         A commit that fails because the group is rebalancing is logged, not fatal: the
         offsets are committed by the next commit or redone by the next owner.
         """
-        wanted = self._engine.assigned if partitions is None else partitions
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp in wanted:
-            state = self._engine.offsets(tp)
-            if state is not None and (offset := state.to_commit()) is not None:
-                offsets[TopicPartition(*tp)] = OffsetAndMetadata(offset, "")
+        offsets = self._engine.committable(partitions)
         if not offsets:
             return True
         started = time.monotonic()
         try:
             await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
+        except CommitFailed as exc:
             self._metrics.commit_failures.inc()
-            log.warning("intake.commit_failed", error=type(exc).__name__, partitions=len(offsets))
+            log.warning("intake.commit_failed", error=str(exc), partitions=len(offsets))
             return False
         self._metrics.commit_seconds.observe(time.monotonic() - started)
-        for tp, meta in offsets.items():
-            state = self._engine.offsets((tp.topic, tp.partition))
-            if state is not None:
-                state.committed = meta.offset
+        self._engine.mark_committed(offsets)
         return True
 
     def on_assigned(self, partitions: set[TP]) -> None:

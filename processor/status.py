@@ -1,0 +1,150 @@
+"""What one instance knows about itself: outcome counts, readiness, the ``/status`` document.
+
+- :class:`OutcomeCounts` is the engine's ``on_outcome`` callback: it counts outcomes by
+  topic and reason (for ``/status`` and the summary line) and feeds the outcome metrics.
+- :class:`Status` implements the endpoint's ``StatusSource`` (``readiness()``,
+  ``status()``) and runs the poller that, every ``endpoint.broker_check_interval_s``, probes
+  the broker, computes each partition's lag from what the engine last committed, and sets
+  the ``consumer_lag``, ``stalled`` and ``ready`` gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import Counter as CounterMetric
+from prometheus_client import Histogram
+
+from processor import __version__
+from processor.config import EndpointConfig
+from processor.engine import TP, Engine
+from processor.metrics import Metrics
+from processor.outcomes import DeadLetter, Outcome
+from processor.watchdog import Watchdog
+
+RATE_WINDOW_S = 60.0
+_BREAKER_NAMES = ("closed", "half_open", "open")
+
+
+class BrokerProbe(Protocol):
+    """What the poller asks the broker (``processor.kafka.KafkaConsumer`` answers)."""
+
+    async def reachable(self, timeout_s: float) -> bool: ...
+    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]: ...
+
+
+class OutcomeCounts:
+    """Outcomes acknowledged so far, by ``<topic>:<reason>``; also counted in the metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self.totals: Counter[str] = Counter()
+        self._children: dict[str, tuple[CounterMetric, Histogram]] = {}
+
+    def record(self, outcome: Outcome, took_s: float) -> None:
+        if isinstance(outcome, DeadLetter):
+            topic, code = "dead-letter", outcome.reason.value
+        else:
+            doc = outcome.document
+            topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
+        name = f"{topic}:{code}"
+        self.totals[name] += 1
+        children = self._children.get(name)
+        if children is None:  # labels() costs a lock and a dict lookup: once per series
+            children = self._children[name] = (
+                self._metrics.outcomes.labels(topic, code),
+                self._metrics.pipeline_seconds.labels(topic),
+            )
+        children[0].inc()
+        children[1].observe(took_s)
+
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+
+class Status:
+    """Readiness and status of one instance, kept fresh by :meth:`run`."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        upstreams: Iterable[str],
+        config: EndpointConfig,
+        metrics: Metrics,
+        counts: OutcomeCounts,
+        engine: Engine,
+        watchdog: Watchdog,
+        probe: BrokerProbe,
+    ) -> None:
+        self._instance_id = instance_id
+        self._upstreams = list(upstreams)
+        self._config = config
+        self._metrics = metrics
+        self._counts = counts
+        self._engine = engine
+        self._watchdog = watchdog
+        self._probe = probe
+        self._broker_reachable = False
+        self._lag: dict[TP, int] = {}
+        self._samples: deque[tuple[float, int]] = deque()
+
+    @property
+    def ready(self) -> bool:
+        """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
+        return self.readiness()["ready"]
+
+    def readiness(self) -> dict[str, bool]:
+        assigned = bool(self._engine.assigned)
+        not_stalled = not self._watchdog.stalled
+        ready = assigned and self._broker_reachable and not_stalled
+        return {"ready": ready, "partitions_assigned": assigned,
+                "broker_reachable": self._broker_reachable, "not_stalled": not_stalled}  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        engine = self._engine
+        now, total = time.monotonic(), self._counts.total()
+        rate = 0.0
+        if self._samples:
+            then, before = self._samples[0]
+            rate = (total - before) / max(now - then, 1e-9)
+        registry = self._metrics.registry
+        breakers = {
+            name: int(registry.get_sample_value("processor_breaker_state", {"upstream": name})
+                      or 0)
+            for name in self._upstreams
+        }  # fmt: skip
+        return {
+            "instance": self._instance_id,
+            "version": __version__,
+            **self.readiness(),
+            "assigned": [f"{t}-{p}" for t, p in engine.assigned],
+            "in_flight": engine.in_flight,
+            "lag": {f"{t}-{p}": lag for (t, p), lag in self._lag.items()},
+            "breakers": {n: _BREAKER_NAMES[v] for n, v in breakers.items()},
+            "outcomes_total": dict(self._counts.totals),
+            "outcomes_per_s_last_minute": round(rate, 1),
+        }
+
+    async def refresh(self) -> None:
+        """Probe the broker, recompute the lag, set the gauges, sample the outcome rate."""
+        self._broker_reachable = await self._probe.reachable(self._config.broker_check_timeout_s)
+        self._lag = await self._probe.lag(self._engine.committed())
+        for (topic, partition), lag in self._lag.items():
+            self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._metrics.stalled.set(int(self._watchdog.stalled))
+        self._metrics.ready.set(int(self.ready))
+        now = time.monotonic()
+        self._samples.append((now, self._counts.total()))
+        while self._samples and self._samples[0][0] < now - RATE_WINDOW_S:
+            self._samples.popleft()
+
+    async def run(self) -> None:
+        """:meth:`refresh` every ``broker_check_interval_s``, until cancelled."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self._config.broker_check_interval_s)
