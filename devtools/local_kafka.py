@@ -11,7 +11,7 @@ benchmarks:
    :meth:`LocalKafka.restart` starts it again on the same data directory.
 
 This is a developer tool: it blocks (subprocesses, sockets) and is never imported by the
-service itself. Run it on its own with ``python -m processor.devtools.local_kafka run``.
+service itself. Run it on its own with ``python -m devtools.local_kafka run``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # devtools runs from a source checkout
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
 MAVEN_TIMEOUT_S = 900.0
@@ -312,7 +312,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m processor.devtools.local_kafka fetch|run``."""
+    """``python -m devtools.local_kafka fetch|run``."""
     parser = argparse.ArgumentParser(prog="local_kafka", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="fetch the broker jars into the cache and print where")
