@@ -225,7 +225,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
             assert await proc.stop() == 0
             await watch.caught_up(60)
     except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(f"{exc}\n{tail(log)}\nbroker:\n{broker.logtail()}") from exc
+        raise AssertionError(f"{exc}\n{tail(log)}\nbroker:\n{broker.log_tail()}") from exc
     finally:
         await cli.reap()  # before its broker goes
         await asyncio.to_thread(broker.stop)
