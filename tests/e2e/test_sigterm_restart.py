@@ -8,6 +8,7 @@ from devtools.corpus import build_corpus
 from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
 from tests.support.cli_process import CliProcesses
 from tests.support.setup import create_topics, unique_topics, write_config
+from tests.support.waiting import wait_until
 
 DRAIN_TIMEOUT_S = 15.0
 
@@ -25,9 +26,7 @@ async def test_sigterm_mid_stream_then_restart_leaves_no_input_without_outcome(
         tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics,
         drain_timeout_s=DRAIN_TIMEOUT_S, max_concurrency=32,
     )  # fmt: skip
-    log = tmp_path / "processor.log"
-
-    first = await cli.start(config, log)
+    first = await cli.start(config, tmp_path / "first.log")
     partial = OutcomeCollector(kafka_bootstrap, topics)
     some = set(coords[:300])  # wait until some outcomes are out, not all
     assert await partial.collect(some, timeout_s=120), first.tail()
@@ -37,9 +36,11 @@ async def test_sigterm_mid_stream_then_restart_leaves_no_input_without_outcome(
     seen_before_restart = len(partial.seen)
     assert seen_before_restart < len(coords), "the first run finished everything: not mid-stream"
 
-    second = await cli.start(config, log)
+    second = await cli.start(config, tmp_path / "second.log")
     collector = OutcomeCollector(kafka_bootstrap, topics)
     complete = await collector.collect(set(coords), timeout_s=180, settle_s=1.0)
+    # a SIGTERM before the processor handles signals would kill it: wait until it runs
+    await wait_until(lambda: bool(second.events("processor.started")), 60, "second start")
     assert await second.stop(DRAIN_TIMEOUT_S + 30) == 0, second.tail()
 
     result = reconcile(corpus, coords, collector.seen)
