@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 kafka-jars: venv
-	$(BIN)/python -m processor.devtools.local_kafka fetch
+	$(BIN)/python -m devtools.local_kafka fetch
 
 ## prometheus and promtool on PATH: the monitoring tests run a real Prometheus.
 prometheus:
@@ -24,7 +24,7 @@ prometheus:
 
 ## The demo: local Kafka + upstream simulator + processor on demo records, with a summary.
 run: venv kafka-jars
-	$(BIN)/python -m processor.devtools.demo
+	$(BIN)/python -m devtools.demo
 
 ## Lint, type-check, then the whole test suite against a real broker.
 test: venv kafka-jars prometheus lint typecheck
@@ -52,11 +52,11 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: venv kafka-jars $(BENCH_STAMP)
-	$(BIN)/python -m processor.devtools.bench $(BENCH_ARGS) $(if $(PROFILE),--profile $(PROFILE))
+	$(BIN)/python -m devtools.bench $(BENCH_ARGS) $(if $(PROFILE),--profile $(PROFILE))
 
 ## Resident memory of the processor working through a 1,000,000-record backlog.
 soak-memory: venv kafka-jars
-	$(BIN)/python -m processor.devtools.soak_memory
+	$(BIN)/python -m devtools.soak_memory
 
 ## Re-record the JSON Schema snapshots after a deliberate schema change.
 schemas: venv

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from processor.devtools.local_kafka import LocalKafka
+from devtools.local_kafka import LocalKafka
 from tests.support.services import kafka_broker, simulator_process
 
 

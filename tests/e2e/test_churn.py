@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import signal
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -24,60 +21,20 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processor.devtools.corpus import build_corpus
-from processor.devtools.local_kafka import LocalKafka
-from processor.devtools.reconcile import Coordinates, SeenOutcome, publish_corpus, reconcile
+from devtools.corpus import build_corpus
+from devtools.local_kafka import LocalKafka
+from devtools.reconcile import Coordinates, SeenOutcome, publish_corpus, reconcile
+from tests.support.cli_process import CliProcesses, events, exited, tail
 from tests.support.services import simulator_process
 from tests.support.setup import create_topics, unique_topics, write_config
 from tests.support.sim import SimControl
 from tests.support.watch import OutcomeWatch, watching
 
-Process = asyncio.subprocess.Process
-
 # A SIGKILLed member stays in the group until its session times out, and every restart
 # waits for that: the broker's minimum (6 s) keeps five crashes within the time budget.
 FAST_FAILOVER = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000}
-STOP_TIMEOUT_S = 60.0
 PROGRESS_TIMEOUT_S = 90.0  # for a few thousand outcomes, or a restart after a crash
 FINISH_TIMEOUT_S = 180.0
-
-
-async def _start(config: Path, log: Path) -> Process:
-    """``processor run`` as a subprocess, its JSON log lines appended to ``log``."""
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "processor.cli", "run", "--config", str(config),
-            stdout=out, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-
-
-def _exited(*procs: Process) -> Callable[[], bool]:
-    return lambda: any(p.returncode is not None for p in procs)
-
-
-async def _stop(proc: Process, timeout_s: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM and wait for the exit code; TimeoutError if it does not come in time."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(proc.wait(), timeout_s)
-
-
-async def _reap(procs: list[Process]) -> None:
-    """Kill whatever is still running (the end of a failed test)."""
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.wait_for(proc.wait(), 10)
-
-
-def _tail(*logs: Path, chars: int = 3_000) -> str:
-    return "\n".join(f"--- {log.name}\n{log.read_text()[-chars:]}" for log in logs if log.exists())
-
-
-def _events(log: Path, event: str) -> Iterator[dict[str, Any]]:
-    for line in log.read_text().splitlines():
-        if line.startswith("{") and f'"event": "{event}"' in line:
-            yield json.loads(line)
 
 
 def _seconds_between(earlier: dict[str, Any], later: dict[str, Any]) -> float:
@@ -178,7 +135,7 @@ async def _wait_all_outcomes(
 
 
 async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_outcome(
-    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A processor SIGKILLed five times at random moments of a 50,000-record run and
     restarted each time leaves every input with its expected outcome, keys in order."""
@@ -192,30 +149,24 @@ async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_ou
         **FAST_FAILOVER,
     )
     log = tmp_path / "processor.log"
-    procs: list[Process] = []
     started = time.monotonic()
     try:
         async with watching(kafka_bootstrap, topics, set(coords)) as watch:
             for _ in range(kills):
-                proc = await _start(config, log)
-                procs.append(proc)
+                proc = await cli.start(config, log)
                 target = watch.read + rng.randint(2_000, 8_000)
-                await watch.wait_read(target, PROGRESS_TIMEOUT_S, give_up=_exited(proc))
-                proc.kill()
-                await asyncio.wait_for(proc.wait(), 10)
+                await watch.wait_read(target, PROGRESS_TIMEOUT_S, give_up=exited(proc))
+                await proc.kill()
                 print(f"kill -9 at {watch.read} outcomes read, {len(watch.collector.seen)} done")
             assert not watch.complete, "the run ended before the last kill: not mid-stream"
-            last = await _start(config, log)
-            procs.append(last)
+            last = await cli.start(config, log)
             await _wait_all_outcomes(
-                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=_exited(last)
+                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=exited(last)
             )
-            assert await _stop(last) == 0
+            assert await last.stop() == 0
             await watch.caught_up(60)
     except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(f"{exc}\n{_tail(log)}") from exc
-    finally:
-        await _reap(procs)
+        raise AssertionError(f"{exc}\n{tail(log)}") from exc
 
     result = reconcile(corpus, coords, watch.collector.seen)
     print(
@@ -228,13 +179,12 @@ async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_ou
 
 
 async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
-    simulator_url: str, tmp_path: Path
+    simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A processor whose broker restarts mid-run resumes by itself, and every input gets its
     expected outcome."""
     broker = LocalKafka(data_root=tmp_path / "kafka")
     log = tmp_path / "processor.log"
-    procs: list[Process] = []
     try:
         await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap_servers
@@ -244,9 +194,8 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
         coords = await publish_corpus(bootstrap, topics.input, corpus)
         config = write_config(tmp_path / "processor.yaml", bootstrap, simulator_url, topics)
         async with watching(bootstrap, topics, set(coords)) as watch:
-            proc = await _start(config, log)
-            procs.append(proc)
-            await watch.wait_read(2_000, PROGRESS_TIMEOUT_S, give_up=_exited(proc))
+            proc = await cli.start(config, log)
+            await watch.wait_read(2_000, PROGRESS_TIMEOUT_S, give_up=exited(proc))
             # broker.restart() in two steps, to know when the broker was down
             stopping_at = time.monotonic()
             await asyncio.to_thread(broker.stop)
@@ -265,20 +214,20 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
 
             await watch.wait_for(
                 lambda: first_new() is not None, PROGRESS_TIMEOUT_S,
-                "an outcome written after the restart", give_up=_exited(proc),
+                "an outcome written after the restart", give_up=exited(proc),
             )  # fmt: skip
             new = first_new()
             assert new is not None
             recovery_s = watch.arrival_time(new) - ready_at
             await _wait_all_outcomes(
-                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=_exited(proc)
+                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=exited(proc)
             )
-            assert await _stop(proc) == 0
+            assert await proc.stop() == 0
             await watch.caught_up(60)
     except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(f"{exc}\n{_tail(log)}\nbroker:\n{broker.log_tail()}") from exc
+        raise AssertionError(f"{exc}\n{tail(log)}\nbroker:\n{broker.log_tail()}") from exc
     finally:
-        await _reap(procs)
+        await cli.reap()  # before its broker goes
         await asyncio.to_thread(broker.stop)
 
     result = reconcile(corpus, coords, watch.collector.seen)
@@ -291,7 +240,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
 
 
 async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key_order(
-    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A second instance that joins the group mid-run and later leaves on SIGTERM (exit 0)
     costs no input its outcome and breaks no key's order."""
@@ -301,41 +250,36 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
     config = write_config(tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    procs: list[Process] = []
     try:
         async with watching(kafka_bootstrap, topics, set(coords)) as watch:
-            a = await _start(config, log_a)
-            procs.append(a)
-            await watch.wait_read(3_000, PROGRESS_TIMEOUT_S, give_up=_exited(a))
+            a = await cli.start(config, log_a)
+            await watch.wait_read(3_000, PROGRESS_TIMEOUT_S, give_up=exited(a))
             joined_at = time.monotonic()
-            b = await _start(config, log_b)
-            procs.append(b)
+            b = await cli.start(config, log_b)
             await watch.wait_for(
-                lambda: any(e["partitions"] for e in _events(log_b, "intake.assigned")),
-                PROGRESS_TIMEOUT_S, "partitions for B", give_up=_exited(a, b),
+                lambda: any(e["partitions"] for e in events(log_b, "intake.assigned")),
+                PROGRESS_TIMEOUT_S, "partitions for B", give_up=exited(a, b),
             )  # fmt: skip
             # B leaves once it has itself published outcomes (on the join, A's drain of
             # everything in flight alone can produce thousands)
             await watch.wait_for(
                 lambda: _made_by(watch.collector.in_order, b.pid) >= 500,
-                PROGRESS_TIMEOUT_S, "500 outcomes from B", give_up=_exited(a, b),
+                PROGRESS_TIMEOUT_S, "500 outcomes from B", give_up=exited(a, b),
             )  # fmt: skip
             left_at = time.monotonic()
-            assert await _stop(b) == 0
+            assert await b.stop() == 0
             await _wait_all_outcomes(
-                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=_exited(a)
+                watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=exited(a)
             )
             done_at = time.monotonic()
-            assert await _stop(a) == 0
+            assert await a.stop() == 0
             await watch.caught_up(60)
     except (AssertionError, TimeoutError) as exc:
-        raise AssertionError(f"{exc}\n{_tail(log_a, log_b)}") from exc
-    finally:
-        await _reap(procs)
+        raise AssertionError(f"{exc}\n{tail(log_a, log_b)}") from exc
 
-    (b_stopped,) = _events(log_b, "processor.stopped")
-    (b_started,) = _events(log_b, "processor.started")
-    b_assigned = next(e for e in _events(log_b, "intake.assigned") if e["partitions"])
+    (b_stopped,) = events(log_b, "processor.stopped")
+    (b_started,) = events(log_b, "processor.started")
+    b_assigned = next(e for e in events(log_b, "intake.assigned") if e["partitions"])
     result = reconcile(corpus, coords, watch.collector.seen)
     print(
         f"join/leave: B got partitions {_seconds_between(b_started, b_assigned):.1f}s after "
@@ -351,7 +295,7 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
 
 
 async def test_sigterm_under_heavy_in_flight_load_commits_exactly_what_it_published(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A SIGTERM with up to 2,000 records in flight against a slow upstream exits 0 within
     the drain deadline, and the group's committed offsets match the published outcomes."""
@@ -361,7 +305,6 @@ async def test_sigterm_under_heavy_in_flight_load_commits_exactly_what_it_publis
     corpus = build_corpus(8_000, keys=200, seed=37)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
     log = tmp_path / "processor.log"
-    procs: list[Process] = []
     with simulator_process("--latency-ms", "50") as slow_url:
         config = write_config(
             tmp_path / "processor.yaml", kafka_bootstrap, slow_url, topics,
@@ -369,22 +312,19 @@ async def test_sigterm_under_heavy_in_flight_load_commits_exactly_what_it_publis
         )  # fmt: skip
         try:
             async with watching(kafka_bootstrap, topics, set(coords)) as watch:
-                proc = await _start(config, log)
-                procs.append(proc)
-                await watch.wait_read(1_000, PROGRESS_TIMEOUT_S, give_up=_exited(proc))
+                proc = await cli.start(config, log)
+                await watch.wait_read(1_000, PROGRESS_TIMEOUT_S, give_up=exited(proc))
                 signalled_at, read_at_signal = time.monotonic(), watch.read
-                exit_code = await _stop(proc, drain_timeout_s + 10)
+                exit_code = await proc.stop(drain_timeout_s + 10)
                 exit_s = time.monotonic() - signalled_at
                 assert exit_code == 0
                 await watch.caught_up(60)
         except (AssertionError, TimeoutError) as exc:
-            raise AssertionError(f"{exc}\n{_tail(log)}") from exc
-        finally:
-            await _reap(procs)
+            raise AssertionError(f"{exc}\n{tail(log)}") from exc
 
     committed = await _committed(kafka_bootstrap, f"group-{topics.input}", topics.input)
     seen = watch.collector.seen
-    (stopped,) = _events(log, "processor.stopped")
+    (stopped,) = events(log, "processor.stopped")
     print(
         f"drain: exit 0 {exit_s:.2f}s after SIGTERM, ~{stopped['consumed'] - read_at_signal} "
         f"records in flight then; {len(seen)} of {len(coords)} inputs have an outcome; "
@@ -395,7 +335,7 @@ async def test_sigterm_under_heavy_in_flight_load_commits_exactly_what_it_publis
 
 
 async def test_revoke_drain_longer_than_the_session_keeps_the_member_and_its_commit(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A member whose revoke drain outlasts session_timeout_ms but not drain_timeout_s stays
     in the group and commits what it drained, so the instance that joined redoes nothing."""
@@ -404,7 +344,6 @@ async def test_revoke_drain_longer_than_the_session_keeps_the_member_and_its_com
     corpus = build_corpus(3_000, keys=6, seed=43)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
-    procs: list[Process] = []
     with simulator_process() as url:  # its own: the test slows it down
         sim = SimControl(url)
         config = _with_kafka(
@@ -416,34 +355,30 @@ async def test_revoke_drain_longer_than_the_session_keeps_the_member_and_its_com
         )  # fmt: skip
         try:
             async with watching(kafka_bootstrap, topics, set(coords)) as watch:
-                a = await _start(config, log_a)
-                procs.append(a)
-                await watch.wait_read(300, PROGRESS_TIMEOUT_S, give_up=_exited(a))
+                a = await cli.start(config, log_a)
+                await watch.wait_read(300, PROGRESS_TIMEOUT_S, give_up=exited(a))
                 # A's 120 records in flight, ~20 per key, now take 0.7 s each: its drain on
                 # revoke lasts longer than the 6 s session, well within drain_timeout_s.
                 await sim.control(latency_ms=700)
                 joined_at = time.monotonic()
-                b = await _start(config, log_b)
-                procs.append(b)
+                b = await cli.start(config, log_b)
                 await watch.wait_for(
-                    lambda: any(_events(log_b, "intake.assigned")),
-                    PROGRESS_TIMEOUT_S, "the rebalance B's join started", give_up=_exited(a, b),
+                    lambda: any(events(log_b, "intake.assigned")),
+                    PROGRESS_TIMEOUT_S, "the rebalance B's join started", give_up=exited(a, b),
                 )  # fmt: skip
                 assigned_after_s = time.monotonic() - joined_at
                 await sim.control(latency_ms=0)
                 await _wait_all_outcomes(
-                    watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=_exited(a, b)
+                    watch, _group_of(config), coords, FINISH_TIMEOUT_S, give_up=exited(a, b)
                 )
-                assert await _stop(b) == 0
-                assert await _stop(a) == 0
+                assert await b.stop() == 0
+                assert await a.stop() == 0
                 await watch.caught_up(60)
         except (AssertionError, TimeoutError) as exc:
-            raise AssertionError(f"{exc}\n{_tail(log_a, log_b)}") from exc
-        finally:
-            await _reap(procs)
+            raise AssertionError(f"{exc}\n{tail(log_a, log_b)}") from exc
 
     result = reconcile(corpus, coords, watch.collector.seen)
-    failed_commits = len(list(_events(log_a, "intake.commit_failed")))
+    failed_commits = len(list(events(log_a, "intake.commit_failed")))
     print(
         f"slow revoke drain: rebalance done {assigned_after_s:.1f}s after B started; "
         f"{result.duplicates} duplicates; {failed_commits} failed commits on A"

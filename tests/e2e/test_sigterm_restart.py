@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from pathlib import Path
 
-from processor.devtools.corpus import build_corpus
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
+from devtools.corpus import build_corpus
+from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
+from tests.support.cli_process import CliProcesses
 from tests.support.setup import create_topics, unique_topics, write_config
+from tests.support.waiting import wait_until
 
 DRAIN_TIMEOUT_S = 15.0
 
 
-async def _start(config: Path, log: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "processor.cli", "run", "--config", str(config),
-        stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-
-
 async def test_sigterm_mid_stream_then_restart_leaves_no_input_without_outcome(
-    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A processor stopped by SIGTERM while records flow exits 0 within its drain deadline,
     and after a restart every input has its expected outcome."""
@@ -34,26 +26,22 @@ async def test_sigterm_mid_stream_then_restart_leaves_no_input_without_outcome(
         tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics,
         drain_timeout_s=DRAIN_TIMEOUT_S, max_concurrency=32,
     )  # fmt: skip
-    log = tmp_path / "processor.log"
-
-    first = await _start(config, log)
+    first = await cli.start(config, tmp_path / "first.log")
     partial = OutcomeCollector(kafka_bootstrap, topics)
     some = set(coords[:300])  # wait until some outcomes are out, not all
-    assert await partial.collect(some, timeout_s=120), log.read_text()[-3000:]
-    first.send_signal(signal.SIGTERM)
-    exit_code = await asyncio.wait_for(first.wait(), DRAIN_TIMEOUT_S + 30)
-    assert exit_code == 0, log.read_text()[-3000:]
-    assert '"event": "processor.stopped"' in log.read_text()
+    assert await partial.collect(some, timeout_s=120), first.tail()
+    exit_code = await first.stop(DRAIN_TIMEOUT_S + 30)
+    assert exit_code == 0, first.tail()
+    assert first.events("processor.stopped")
     seen_before_restart = len(partial.seen)
     assert seen_before_restart < len(coords), "the first run finished everything: not mid-stream"
 
-    second = await _start(config, log)
-    try:
-        collector = OutcomeCollector(kafka_bootstrap, topics)
-        complete = await collector.collect(set(coords), timeout_s=180, settle_s=1.0)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(second.wait(), DRAIN_TIMEOUT_S + 30) == 0
+    second = await cli.start(config, tmp_path / "second.log")
+    collector = OutcomeCollector(kafka_bootstrap, topics)
+    complete = await collector.collect(set(coords), timeout_s=180, settle_s=1.0)
+    # a SIGTERM before the processor handles signals would kill it: wait until it runs
+    await wait_until(lambda: bool(second.events("processor.started")), 60, "second start")
+    assert await second.stop(DRAIN_TIMEOUT_S + 30) == 0, second.tail()
 
     result = reconcile(corpus, coords, collector.seen)
     assert complete, f"{len(result.missing)} inputs have no outcome"

@@ -6,9 +6,9 @@ import asyncio
 from collections import defaultdict
 from pathlib import Path
 
+from devtools.corpus import build_corpus
+from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
 from processor.app import App
-from processor.devtools.corpus import build_corpus
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
 from schemas.outcomes import DLQ_HEADERS
 from tests.support.setup import create_topics, settings_for, unique_topics
 

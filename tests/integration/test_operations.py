@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from devtools.corpus import build_corpus
+from devtools.local_kafka import LocalKafka
+from devtools.reconcile import OutcomeCollector, publish_corpus
 from processor.app import App
-from processor.devtools.corpus import build_corpus
-from processor.devtools.local_kafka import LocalKafka
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus
 from processor.errors import EndpointError
 from tests.support.services import simulator_process
 from tests.support.setup import (
@@ -137,7 +137,7 @@ async def test_no_secret_from_the_config_appears_in_a_full_runs_logs(
     }
     log = tmp_path / "processor.log"
     with simulator_process() as url:
-        config = write_config(tmp_path / "p.yaml", kafka_bootstrap, url, topics, auth)
+        config = write_config(tmp_path / "p.yaml", kafka_bootstrap, url, topics, upstreams=auth)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "processor.cli", "run", "--config", str(config),
             stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT,

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from processor.devtools.corpus import build_corpus
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus
+from devtools.corpus import build_corpus
+from devtools.reconcile import OutcomeCollector, publish_corpus
 from tests.support.observability import (
     JOB,
     alert_rules,

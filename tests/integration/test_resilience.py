@@ -13,10 +13,10 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from devtools.corpus import CorpusRecord, build_corpus
+from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
+from devtools.simulator.verdicts import EMAIL_PATH
 from processor.app import App
-from processor.devtools.corpus import CorpusRecord, build_corpus
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
-from processor.devtools.simulator_verdicts import EMAIL_PATH
 from tests.support.services import simulator_process
 from tests.support.setup import create_topics, running_app, settings_for, unique_topics
 from tests.support.sim import SimControl

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from processor.devtools.corpus import build_corpus
-from processor.devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
+from devtools.corpus import build_corpus
+from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
 from tests.support.services import simulator_process
 from tests.support.setup import create_topics, running_app, settings_for, unique_topics
 from tests.support.sim import SimControl

@@ -1,6 +1,6 @@
 """Watching the outcome topics while processors run: counts so far, arrival times, catch-up.
 
-:class:`OutcomeWatch` runs an :class:`~processor.devtools.reconcile.OutcomeCollector` in a
+:class:`OutcomeWatch` runs an :class:`~devtools.reconcile.OutcomeCollector` in a
 background task for as long as a test needs it, so the test can wait on progress ("2,000
 more outcomes") while it kills, restarts or adds processors, and can afterwards ask when
 the outcomes arrived. :meth:`OutcomeWatch.caught_up` waits until everything the outcome
@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from devtools.reconcile import Coordinates, OutcomeCollector
 from processor.config import TopicsConfig
-from processor.devtools.reconcile import Coordinates, OutcomeCollector
 from tests.support.waiting import wait_until
 
 WATCH_LIMIT_S = 600.0  # the collector's own deadline; every wait of a test is shorter

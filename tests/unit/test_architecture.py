@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("processor", "schemas")
+PACKAGES = ("processor", "schemas", "devtools")
 
 #: The service's layers, bottom first. A module imports only modules of lower layers (and
 #: of its own subpackage: processor.upstream.*). docs/architecture.md draws the same stack.
@@ -80,7 +80,7 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def _is_devtools(module: str) -> bool:
-    return _within(module, ("processor.devtools",))
+    return _within(module, ("devtools",))
 
 
 def _offending(module: str, forbidden: tuple[str, ...]) -> set[str]:
@@ -170,10 +170,57 @@ def test_an_arrow_pointing_up_or_sideways_is_caught() -> None:
     assert _wrong_way("processor.cli", {"processor.app", "processor.errors"}) == set()
 
 
-@pytest.mark.parametrize("module", [m for m in sorted(MODULES) if not _is_devtools(m)])
+@pytest.mark.parametrize("module", _modules("processor", "schemas"))
 def test_service_modules_do_not_import_devtools(module: str) -> None:
-    """No service module depends on the developer tools."""
-    assert _offending(module, ("processor.devtools",)) == set()
+    """No module of the service or its contracts depends on the developer tools."""
+    assert _offending(module, ("devtools",)) == set()
+
+
+# The developer tools, lowest layer first: a module imports devtools modules of lower
+# layers only (and processor/schemas freely: the tools drive the service from outside).
+DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
+    (  # foundations: import no other devtools module
+        "devtools", "devtools.corpus", "devtools.local_kafka", "devtools.simulator.stats",
+        "devtools.simulator.verdicts", "devtools.bench", "devtools.bench.stats",
+        "devtools.bench.procs", "devtools.bench.passthrough",
+    ),
+    (  # what the tools are built from: the simulator's server, the stack, the referee
+        "devtools.simulator.server", "devtools.stack", "devtools.reconcile",
+        "devtools.bench.kafka_io", "devtools.bench.report",
+    ),
+    ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
+    ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
+    ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
+)  # fmt: skip
+
+
+def _upward_imports(
+    module: str, graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...]
+) -> set[str]:
+    """The devtools modules ``module`` imports from its own layer or a higher one."""
+    rank = {name: i for i, layer in enumerate(layers) for name in layer}
+    return {m for m in graph[module] if m in rank and m != module and rank[m] >= rank[module]}
+
+
+def test_every_devtools_module_is_in_exactly_one_layer() -> None:
+    """The devtools layers name each devtools module once, and nothing else."""
+    placed = [name for layer in DEVTOOLS_LAYERS for name in layer]
+    assert sorted(placed) == _modules("devtools")
+
+
+@pytest.mark.parametrize("module", _modules("devtools"))
+def test_devtools_modules_import_only_lower_layers(module: str) -> None:
+    """A developer tool depends only on the devtools layers below its own."""
+    assert _upward_imports(module, GRAPH, DEVTOOLS_LAYERS) == set()
+
+
+def test_the_layer_check_catches_an_arrow_pointing_the_wrong_way() -> None:
+    """An import from a foundation up to a tool, or within one layer, is reported."""
+    graph = {"devtools.corpus": {"devtools.demo", "devtools.local_kafka", "processor.config"}}
+    assert _upward_imports("devtools.corpus", graph, DEVTOOLS_LAYERS) == {
+        "devtools.demo",
+        "devtools.local_kafka",
+    }
 
 
 AIOKAFKA_EDGE = {"processor.kafka"}

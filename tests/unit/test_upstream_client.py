@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.simulator import RunningSimulator, start_simulator
+from devtools.simulator.verdicts import OutageMode, RetryAfterFormat, SimulatorSettings
 from processor.config import AuthConfig, UpstreamConfig
-from processor.devtools.simulator import RunningSimulator, start_simulator
-from processor.devtools.simulator_verdicts import OutageMode, RetryAfterFormat, SimulatorSettings
 from processor.errors import (
     UpstreamBadResponse,
     UpstreamError,

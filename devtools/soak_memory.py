@@ -19,13 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from processor.config import TopicsConfig
-from processor.devtools.bench import kafka_io as bench_io
-from processor.devtools.corpus import build_corpus
-from processor.devtools.demo import EXAMPLE_CONFIG, RUN_DIR, _broker, _simulator
-from processor.kafka import ensure_topics
+from devtools import stack
+from devtools.bench import kafka_io as bench_io
+from devtools.corpus import build_corpus
 
 
 def rss_mib(pid: int) -> float:
@@ -43,25 +39,19 @@ async def produce_backlog(bootstrap: str, topic: str, count: int) -> float:
 
 
 async def soak(bootstrap: str, simulator_url: str, count: int, seconds: float, budget: int) -> int:
-    run = time.strftime("%Y%m%d-%H%M%S")
-    topics = TopicsConfig(input=f"soak-{run}.in", valid=f"soak-{run}.valid",
-                          invalid=f"soak-{run}.invalid", dead_letter=f"soak-{run}.dlq")  # fmt: skip
-    await ensure_topics(bootstrap, list(topics.model_dump().values()), partitions=6)
+    topics = stack.topics_named(f"soak-{time.strftime('%Y%m%d-%H%M%S')}")
+    await stack.create_topics(bootstrap, topics, partitions=6)
     took = await produce_backlog(bootstrap, topics.input, count)
     print(f"produced a backlog of {count:,} records in {took:.1f}s")  # noqa: T201
-    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-    data["kafka"].update(bootstrap_servers=bootstrap, group_id=f"soak-{run}",
-                         topics=topics.model_dump())  # fmt: skip
-    data["engine"]["max_rss_mib"] = budget
-    data["logging"] = {"level": "warning", "format": "json"}
-    for upstream in data["upstreams"].values():
-        upstream["base_url"] = simulator_url
-    config = RUN_DIR / "soak-config.yaml"
-    config.write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen(  # noqa: ASYNC220 - a dev tool; we only poll it below
-        [sys.executable, "-m", "processor.cli", "run", "--config", str(config)],
-        stdout=(RUN_DIR / "soak-processor.log").open("wb"), stderr=subprocess.STDOUT,
+    config = stack.write_config(
+        stack.RUN_DIR / "soak-config.yaml", bootstrap, simulator_url, topics,
+        log_level="warning", max_rss_mib=budget,
     )  # fmt: skip
+    with (stack.RUN_DIR / "soak-processor.log").open("wb") as log:  # the child keeps its copy
+        proc = subprocess.Popen(  # noqa: ASYNC220 - a dev tool; we only poll it below
+            [sys.executable, "-m", "processor.cli", "run", "--config", str(config)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     peak = 0.0
     samples = []
     try:
@@ -89,9 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--budget-mib", type=int, default=256)
     args = parser.parse_args(argv)
-    RUN_DIR.mkdir(exist_ok=True)
-    with _broker() as bootstrap, _simulator() as simulator_url:
-        return asyncio.run(soak(bootstrap, simulator_url, args.records, args.seconds,
+    with stack.running() as up:
+        return asyncio.run(soak(up.bootstrap, up.simulator_url, args.records, args.seconds,
                                 args.budget_mib))  # fmt: skip
 
 

@@ -22,29 +22,28 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 from rich.console import Console
 
-from processor.config import TopicsConfig
-from processor.devtools.bench.kafka_io import (
+from devtools.bench.kafka_io import (
     OutcomeCounter,
     create_topics,
     produce_backlog,
     produce_paced,
     read_outcomes,
 )
-from processor.devtools.bench.procs import Sampler
-from processor.devtools.bench.report import machine, markdown, table
-from processor.devtools.bench.stats import (
+from devtools.bench.procs import Sampler
+from devtools.bench.report import Result, machine, markdown, table
+from devtools.bench.stats import (
     Target,
     cpu_per_1k,
     interpolate,
     percentile,
     steady_window,
 )
-from processor.devtools.corpus import CorpusRecord, bench_records, build_corpus
-from processor.devtools.demo import EXAMPLE_CONFIG, RUN_DIR, _broker, _simulator
-from processor.devtools.local_kafka import REPO_ROOT
+from devtools.corpus import CorpusRecord, bench_records, build_corpus
+from devtools.local_kafka import REPO_ROOT
+from devtools.stack import RUN_DIR, config_data, running, save_config, topics_named
+from processor.config import TopicsConfig
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PARTITIONS = 6
@@ -54,26 +53,6 @@ RATE_LIMIT_RPS = 500.0
 RSS_BUDGET_MIB = 256
 EMAIL_PATH = "/v1/email/verify"
 console = Console(width=160)
-
-
-@dataclass
-class Result:
-    """One scenario's row: what was measured, against which bound, and the verdict."""
-
-    scenario: str
-    records: int
-    records_per_s: float | None = None
-    cpu_s_per_1k: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    peak_rss_mib: float | None = None
-    bound: float | None = None
-    bound_is: str = ""
-    ratio: float | None = None
-    target: str = "-"
-    met: bool | None = None
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,34 +87,24 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
 
     def topics(self, name: str) -> TopicsConfig:
-        base = f"bench-{self.run_id}-{name}"
-        return TopicsConfig(input=f"{base}.in", valid=f"{base}.valid",
-                            invalid=f"{base}.invalid", dead_letter=f"{base}.dlq")  # fmt: skip
+        return topics_named(f"bench-{self.run_id}-{name}")
 
     def config(
         self, name: str, topics: TopicsConfig, *, checks: bool,
         rate_limit_rps: float | None = None, rss_budget_mib: int | None = None,
     ) -> Path:  # fmt: skip
         """The processor's config: the shipped example, pointed at this run."""
-        data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-        data["kafka"].update(bootstrap_servers=self.bootstrap, topics=topics.model_dump(),
-                             group_id=f"bench-{self.run_id}-{name}")  # fmt: skip
-        data["logging"] = {"level": "info", "format": "json"}
-        data["http"]["port"] = 0
-        data["engine"]["max_concurrency"] = CONCURRENCY
+        engine: dict[str, Any] = {"max_concurrency": CONCURRENCY}
         if rss_budget_mib is not None:
-            data["engine"]["max_rss_mib"] = rss_budget_mib
-        for upstream in data["upstreams"].values():
-            upstream["base_url"] = self.simulator
-        email = data["upstreams"]["email"]
-        email["max_concurrency"] = CONCURRENCY
+            engine["max_rss_mib"] = rss_budget_mib
+        email: dict[str, Any] = {"max_concurrency": CONCURRENCY}
         if rate_limit_rps is not None:
             email.update(rate_limit_rps=rate_limit_rps, rate_limit_burst=5)
+        data = config_data(self.bootstrap, self.simulator, topics, upstreams={"email": email},
+                           **engine)  # fmt: skip
         only_email = [c for c in data["checks"]["customer.v1"] if c["upstream"] == "email"]
         data["checks"] = {"customer.v1": only_email} if checks else {}
-        path = self.work / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        return path
+        return save_config(self.work / f"{name}.yaml", data)
 
     def processor_cmd(self, config: Path, workers: int = 1) -> list[str]:
         run = ["-m", "processor.cli", "run", "--config", str(config), "--workers", str(workers)]
@@ -149,7 +118,7 @@ class Bench:
         return [sys.executable, *run]
 
     def passthrough_cmd(self, name: str, topics: TopicsConfig) -> list[str]:
-        return [sys.executable, "-m", "processor.devtools.bench.passthrough",
+        return [sys.executable, "-m", "devtools.bench.passthrough",
                 "--bootstrap", self.bootstrap, "--input", topics.input,
                 "--output", topics.valid, "--group", f"bench-{self.run_id}-{name}"]  # fmt: skip
 
@@ -176,7 +145,7 @@ class Bench:
     async def launched(self, name: str, cmd: list[str]) -> AsyncIterator[Sampler]:
         """The system under test as a subprocess, sampled until it is stopped (SIGTERM)."""
         with (self.work / f"{name}.log").open("wb") as log:
-            proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log)
+            proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, cwd=REPO_ROOT)
         sampler = Sampler(proc.pid)
         sampler.start()
         try:
@@ -448,7 +417,7 @@ async def _main(args: argparse.Namespace, bootstrap: str, simulator: str) -> int
     (RESULTS_DIR / f"{run_id}.md").write_text(f"{title}\n\n{markdown(results)}\n")
     console.print(f"results: {out} (and .md)")
     if not args.no_chart:
-        from processor.devtools.bench.chart import draw
+        from devtools.bench.chart import draw
 
         png = draw(results, title, RESULTS_DIR / f"{run_id}.png")
         console.print(f"chart: {png}")
@@ -468,11 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     args = parser.parse_args(argv)
-    RUN_DIR.mkdir(exist_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with _broker() as bootstrap, _simulator() as simulator:
-            return asyncio.run(_main(args, bootstrap, simulator))
+        with running() as up:
+            return asyncio.run(_main(args, up.bootstrap, up.simulator_url))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything started has been stopped[/]")
         return 130

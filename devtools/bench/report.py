@@ -1,22 +1,40 @@
-"""The benchmark's report: the machine it ran on, and the results as a table (terminal and
-Markdown)."""
+"""The benchmark's report: one :class:`Result` row per scenario, the machine it ran on, and
+the results as a table (terminal and Markdown)."""
 
 from __future__ import annotations
 
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiokafka
 from rich.table import Table
 
 import processor
-from processor.devtools.local_kafka import POM, kafka_version
+from devtools.local_kafka import POM, kafka_version
 
-if TYPE_CHECKING:
-    from processor.devtools.bench.run import Result
+
+@dataclass
+class Result:
+    """One scenario's row: what was measured, against which bound, and the verdict."""
+
+    scenario: str
+    records: int
+    records_per_s: float | None = None
+    cpu_s_per_1k: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    peak_rss_mib: float | None = None
+    bound: float | None = None
+    bound_is: str = ""
+    ratio: float | None = None
+    target: str = "-"
+    met: bool | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def machine() -> dict[str, Any]:

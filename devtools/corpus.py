@@ -2,7 +2,7 @@
 
 Used by ``make run`` and the integration tests. Every :class:`CorpusRecord` says which
 outcome topic it must land in and with which reason code, by construction: valid records
-obey the schemas and the simulator's verdict rules (``simulator_verdicts``); each kind
+obey the schemas and the simulator's verdict rules (``devtools.simulator.verdicts``); each kind
 of bad input breaks exactly one thing.
 """
 

@@ -1,7 +1,7 @@
 """What the upstream simulator saw: counters and a per-path request log, in bounded memory.
 
 ``SimulatorStats`` backs the simulator's ``GET /_stats`` and ``GET /_requests`` documents
-(their shapes are in ``processor.devtools.simulator``). Memory is bounded: the server
+(their shapes are in ``devtools.simulator``). Memory is bounded: the server
 counts unknown paths under ``"other"``, ``by_second`` keeps the last 3,600 seconds per
 path, at most 2,000,000 distinct ``Idempotency-Key`` values are kept (past that,
 ``idempotency_keys_capped`` turns true and the count is a lower bound), and the request

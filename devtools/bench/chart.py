@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
-    from processor.devtools.bench.run import Result
+    from devtools.bench.report import Result
 
 
 def draw(results: Sequence[Result], title: str, path: Path) -> Path:

@@ -1,10 +1,10 @@
 """The upstream API simulator: a real HTTP server on 127.0.0.1 standing in for three APIs.
 
-Used by the demo, integration tests, benchmarks and fault tests. ``simulator_verdicts``
+Used by the demo, integration tests, benchmarks and fault tests. ``devtools.simulator.verdicts``
 documents and decides (purely) the endpoints, verdicts, settings and faults; this module
 serves them, and runs in-process (``start_simulator``) or on its own::
 
-    python -m processor.devtools.simulator --port 0 --latency-ms 5 --outage-window 10:20
+    python -m devtools.simulator --port 0 --latency-ms 5 --outage-window 10:20
 
 which prints ``{"event": "simulator.listening", "url": "http://127.0.0.1:<port>"}`` as one
 line once it listens, and stops cleanly on SIGTERM/SIGINT.
@@ -29,7 +29,7 @@ faults and latency; status an int, ``"refused"``, or null while in flight or if 
     {"path": path, "requests": [[float, int | "refused" | null], ...]}
 
 or, without ``path``, ``{"by_path": {path: [[float, status], ...]}}``. Unknown paths are
-counted and logged under ``"other"``; ``simulator_stats`` owns the stats and their bounds.
+counted and logged under ``"other"``; ``devtools.simulator.stats`` owns the stats and their bounds.
 """
 
 from __future__ import annotations
@@ -47,9 +47,8 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from processor.devtools.simulator_stats import SimulatorStats as SimulatorStats  # re-exported
-from processor.devtools.simulator_stats import Status
-from processor.devtools.simulator_verdicts import (
+from devtools.simulator.stats import SimulatorStats, Status
+from devtools.simulator.verdicts import (
     ANSWERS,
     LATENCY_DISTRIBUTIONS,
     OUTAGE_MODES,
@@ -283,7 +282,7 @@ async def start_simulator(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m processor.devtools.simulator",
+        prog="python -m devtools.simulator",
         description="Serve the simulated upstream APIs on 127.0.0.1.",
     )
     parser.add_argument("--host", default=LOOPBACK_HOST, choices=[LOOPBACK_HOST])
@@ -331,7 +330,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     asyncio.run(_serve(settings, host, port))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

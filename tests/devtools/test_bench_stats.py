@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from processor.devtools.bench.stats import (
+from devtools.bench.stats import (
     Target,
     Window,
     cpu_per_1k,

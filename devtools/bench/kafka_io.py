@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from processor.devtools.corpus import CorpusRecord
+from devtools.corpus import CorpusRecord
 
 TIMEOUT_S = 30.0
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devtools.corpus import CorpusRecord, OutcomeTopic
 from processor.config import TopicsConfig
-from processor.devtools.corpus import CorpusRecord, OutcomeTopic
 
 Coordinates = tuple[int, int]  # input partition, offset
 

@@ -16,9 +16,10 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from processor.devtools import simulator, simulator_stats
-from processor.devtools.simulator import RunningSimulator, SimulatorStats, start_simulator
-from processor.devtools.simulator_verdicts import (
+from devtools import simulator
+from devtools.simulator import RunningSimulator, SimulatorStats, start_simulator
+from devtools.simulator import stats as simulator_stats
+from devtools.simulator.verdicts import (
     FaultPlanner,
     SettingsError,
     SimulatorSettings,
@@ -559,7 +560,7 @@ async def test_cli_prints_its_url_serves_and_exits_cleanly_on_signal(
 ) -> None:
     """The CLI prints one listening line with its URL, serves it, and exits 0 on the signal."""
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "processor.devtools.simulator", "--port", "0"),
+        *(sys.executable, "-m", "devtools.simulator", "--port", "0"),
         *("--latency-ms", "1", "--outage-window", "100:200"),
         stdout=asyncio.subprocess.PIPE,
     )

@@ -5,13 +5,14 @@ benchmarks:
 
 1. :func:`ensure_jars` fetches the broker jars named by ``deploy/kafka/pom.xml`` from Maven
    Central into a cache that survives between runs (``~/.cache/record-processor``).
-2. :class:`LocalKafka` writes ``server.properties``, formats a fresh KRaft data directory,
+2. :class:`LocalKafka` writes ``server.properties``, formats the KRaft data directory unless
+   it is formatted already (``--data-dir`` keeps data between runs),
    starts ``kafka.Kafka`` with ``java -cp 'libs/*'``, and waits until a real request (list
    topics) succeeds. :meth:`LocalKafka.stop` sends SIGTERM (controlled shutdown).
    :meth:`LocalKafka.restart` starts it again on the same data directory.
 
 This is a developer tool: it blocks (subprocesses, sockets) and is never imported by the
-service itself. Run it on its own with ``python -m processor.devtools.local_kafka run``.
+service itself. Run it on its own with ``python -m devtools.local_kafka run``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # devtools runs from a source checkout
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
 MAVEN_TIMEOUT_S = 900.0
@@ -160,6 +161,11 @@ class LocalKafka:
         return self.data_root / "broker.log"
 
     @property
+    def formatted_on_disk(self) -> bool:
+        """True when ``data_root`` already holds a formatted KRaft log (kept between runs)."""
+        return (self.data_root / "kraft-logs" / "meta.properties").exists()
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -217,7 +223,8 @@ class LocalKafka:
                 )
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Format (first time only), launch, and return once a real request succeeds."""
+        """Format (unless the data directory is formatted already), launch, and return once a
+        real request succeeds."""
         if self._process is not None and self._process.poll() is None:
             raise LocalKafkaError("broker already running")
         libs = ensure_jars()
@@ -227,7 +234,8 @@ class LocalKafka:
         props = self.data_root / "server.properties"
         if not self._formatted:
             props.write_text(self._properties())
-            self._format(libs, props)
+            if not self.formatted_on_disk:  # a kept --data-dir keeps its topics and offsets
+                self._format(libs, props)
             self._formatted = True
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
@@ -312,7 +320,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m processor.devtools.local_kafka fetch|run``."""
+    """``python -m devtools.local_kafka fetch|run``."""
     parser = argparse.ArgumentParser(prog="local_kafka", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="fetch the broker jars into the cache and print where")

@@ -2,7 +2,7 @@
 
 Nothing here does I/O or imports aiohttp: randomness and time come in as a
 ``random.Random`` and a monotonic ``clock``, so the demo and the tests can compute every
-answer in advance. ``processor.devtools.simulator`` serves these decisions over HTTP.
+answer in advance. ``devtools.simulator`` serves these decisions over HTTP.
 
 Endpoints and verdict rules (JSON in and out; a body that is not a JSON object with the
 field as a string gets 400 ``{"error": "<why>"}``):

@@ -6,6 +6,9 @@ publishes the demo corpus (valid records, schema violations, upstream rejections
 malformed bytes, unknown types, broken envelopes, one oversized record), shows a progress
 bar while outcomes arrive, and prints counts per outcome topic and reason code.
 
+Then prints one sample outcome of each kind. With ``--keep-running`` (or ``DEMO_KEEP=1``) the
+stack stays up after the summary, so the printed URLs can be opened, until Ctrl-C.
+
 Exit code 0 only when every input has exactly the outcome it was built to get. Everything
 started here is stopped again, also on Ctrl-C.
 """
@@ -17,91 +20,53 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from processor.config import TopicsConfig
-from processor.devtools.corpus import build_corpus
-from processor.devtools.local_kafka import REPO_ROOT, LocalKafka
-from processor.devtools.reconcile import (
+from devtools import stack
+from devtools.corpus import build_corpus
+from devtools.reconcile import (
     OutcomeCollector,
     Reconciliation,
+    SeenOutcome,
     publish_corpus,
     reconcile,
 )
-from processor.kafka import ensure_topics
 
-RUN_DIR = REPO_ROOT / ".run"
-EXAMPLE_CONFIG = REPO_ROOT / "deploy" / "config" / "processor.example.yaml"
-console = Console()
+RUN_DIR = stack.RUN_DIR
+# soft_wrap: long lines (paths, URLs) are never broken by rich, also when not on a terminal
+console = Console(soft_wrap=True)
+SAMPLE_CHARS = 600
 
 
 @contextlib.contextmanager
-def _broker() -> Iterator[str]:
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if configured:
-        console.print(f"[bold]Kafka[/]: using KAFKA_BOOTSTRAP_SERVERS={configured}")
-        yield configured
-        return
-    data = RUN_DIR / "kafka"
-    shutil.rmtree(data, ignore_errors=True)
-    broker = LocalKafka(data_root=data)
+def _stack() -> Iterator[stack.Stack]:
     started = time.monotonic()
-    with console.status("Starting a local Apache Kafka broker (KRaft, 127.0.0.1)..."):
-        broker.start()
-    console.print(
-        f"[bold]Kafka[/]: local broker on {broker.bootstrap_servers}, "
-        f"ready in {time.monotonic() - started:.1f}s (log: {broker.log_file})"
-    )
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
-
-
-@contextlib.contextmanager
-def _simulator() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "processor.devtools.simulator", "--port", "0",
-         "--latency-ms", "3", "--latency-distribution", "exponential", "--seed", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True,  # Ctrl-C reaches the processor; we stop this after it drained
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        url = str(json.loads(proc.stdout.readline())["url"])
-        console.print(f"[bold]Upstream simulator[/]: {url} (e-mail, VAT, sanctions APIs)")
-        yield url
-    finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
-
-
-def _write_config(bootstrap: str, simulator_url: str, topics: TopicsConfig) -> Path:
-    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-    data["kafka"].update(
-        bootstrap_servers=bootstrap, group_id=f"demo-{topics.input}", topics=topics.model_dump()
-    )
-    data["logging"] = {"level": "info", "format": "json"}
-    data["http"]["port"] = 0  # a free port; the processor logs which
-    for upstream in data["upstreams"].values():
-        upstream["base_url"] = simulator_url
-    path = RUN_DIR / "demo-config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    with (
+        console.status("Starting Kafka (a local KRaft broker unless KAFKA_BOOTSTRAP_SERVERS)..."),
+        contextlib.ExitStack() as running,
+    ):
+        up = running.enter_context(stack.running(RUN_DIR))
+        cleanup = running.pop_all()
+    with cleanup:
+        if up.broker is None:
+            console.print(f"[bold]Kafka[/]: using KAFKA_BOOTSTRAP_SERVERS={up.bootstrap}")
+        else:
+            console.print(
+                f"[bold]Kafka[/]: local broker on {up.bootstrap}, "
+                f"ready in {time.monotonic() - started:.1f}s (log: {up.broker.log_file})"
+            )
+        console.print(
+            f"[bold]Upstream simulator[/]: {up.simulator_url} (e-mail, VAT, sanctions APIs)"
+        )
+        yield up
 
 
 async def _processor_url(log_path: Path, proc: asyncio.subprocess.Process) -> str | None:
@@ -134,22 +99,49 @@ def _summary(result: Reconciliation, elapsed_s: float) -> Table:
     return table
 
 
-async def _run(bootstrap: str, simulator_url: str, count: int) -> int:
+def _samples(in_order: list[SeenOutcome]) -> Iterator[str]:
+    """One outcome of each kind, compact: the outcome document, or a dead letter's headers."""
+    for kind in ("valid", "invalid", "dead-letter"):
+        sample = next((o for o in in_order if o.kind == kind), None)
+        if sample is None:
+            continue
+        if kind == "dead-letter":
+            shown = json.dumps(
+                {k: v.decode(errors="replace") for k, v in sample.headers if k.startswith("dlq.")}
+            )
+        else:
+            shown = json.dumps(json.loads(sample.value or b"{}"), separators=(",", ":"))
+        if len(shown) > SAMPLE_CHARS:
+            shown = shown[:SAMPLE_CHARS] + "..."
+        yield f"[bold]{kind}[/] ({sample.reason}): {shown}"
+
+
+async def _until_interrupted() -> None:
+    """Wait for Ctrl-C or SIGTERM (the stack stays up meanwhile)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _run(up: stack.Stack, count: int, keep: bool) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    topics = TopicsConfig(
-        input=f"demo-{run_id}.in", valid=f"demo-{run_id}.valid",
-        invalid=f"demo-{run_id}.invalid", dead_letter=f"demo-{run_id}.dlq",
-    )  # fmt: skip
-    await ensure_topics(
-        bootstrap, [topics.input, topics.valid, topics.invalid, topics.dead_letter], partitions=6
-    )
+    topics = stack.topics_named(f"demo-{run_id}")
+    await stack.create_topics(up.bootstrap, topics, partitions=6)
     corpus = build_corpus(count, keys=50, seed=int(time.time()) % 10_000)
-    coords = await publish_corpus(bootstrap, topics.input, corpus)
+    coords = await publish_corpus(up.bootstrap, topics.input, corpus)
     console.print(
         f"[bold]Published[/] {len(corpus):,} demo records to {topics.input} (6 partitions)"
     )
 
-    config = _write_config(bootstrap, simulator_url, topics)
+    config = stack.write_config(
+        RUN_DIR / "demo-config.yaml", up.bootstrap, up.simulator_url, topics
+    )
     log_path = RUN_DIR / "processor.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -162,7 +154,7 @@ async def _run(bootstrap: str, simulator_url: str, count: int) -> int:
         console.print(f"[bold]Watch it[/]: {url}/status  {url}/metrics  {url}/readyz  {url}/docs")
     first_at: float | None = None
     last_at = 0.0
-    collector = OutcomeCollector(bootstrap, topics)
+    collector = OutcomeCollector(up.bootstrap, topics)
     try:
         with Progress(
             TextColumn("outcomes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -184,15 +176,24 @@ async def _run(bootstrap: str, simulator_url: str, count: int) -> int:
                 set(coords), timeout_s=300, on_progress=on_progress, settle_s=1.0,
                 give_up=lambda: proc.returncode is not None,
             )  # fmt: skip
+        result = reconcile(corpus, coords, collector.seen)
+        elapsed = (last_at - first_at) if first_at is not None else 0.0
+        console.print(_summary(result, elapsed))
+        console.print("[bold]Sample outcomes[/] (one of each kind):")
+        for line in _samples(collector.in_order):
+            console.print(f"  {line}", markup=True, highlight=False)
+        for index, expected, got in result.wrong[:10]:
+            console.print(f"[red]wrong[/]: {corpus[index].label} expected {expected}, got {got}")
+        if keep and proc.returncode is None:
+            console.print(
+                f"[bold]Still running[/] (--keep-running): {url or 'the processor'}, "
+                f"Kafka {up.bootstrap}, simulator {up.simulator_url}; Ctrl-C stops everything"
+            )
+            await _until_interrupted()
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         exit_code = await asyncio.wait_for(proc.wait(), 60)
-    result = reconcile(corpus, coords, collector.seen)
-    elapsed = (last_at - first_at) if first_at is not None else 0.0
-    console.print(_summary(result, elapsed))
-    for index, expected, got in result.wrong[:10]:
-        console.print(f"[red]wrong[/]: {corpus[index].label} expected {expected}, got {got}")
     ok = result.ok and result.duplicates == 0 and exit_code == 0
     verdict = "[green]every input accounted for" if ok else "[red]NOT every input accounted for"
     console.print(f"{verdict}[/] (processor exit code {exit_code})")
@@ -203,12 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit 0 only when every input landed where expected."""
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=int(os.environ.get("DEMO_RECORDS", 3000)))
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        default=os.environ.get("DEMO_KEEP", "") not in ("", "0"),
+        help="after the summary, leave the stack up (so its URLs can be opened) until Ctrl-C "
+        "(also DEMO_KEEP=1)",
+    )
     args = parser.parse_args(argv)
-    RUN_DIR.mkdir(exist_ok=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM cleans up like Ctrl-C
     try:
-        with _broker() as bootstrap, _simulator() as simulator_url:
-            return asyncio.run(_run(bootstrap, simulator_url, args.records))
+        with _stack() as up:
+            return asyncio.run(_run(up, args.records, args.keep_running))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: everything started has been stopped[/]")
         return 130

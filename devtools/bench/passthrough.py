@@ -7,7 +7,7 @@ idempotent, ``linger_ms=5``), every input copied to the output topic with its ke
 pipelined: the loop polls again while earlier batches wait for their acknowledgements, and
 commits each partition's offset once everything before it is acknowledged::
 
-    python -m processor.devtools.bench.passthrough --bootstrap 127.0.0.1:9092 \\
+    python -m devtools.bench.passthrough --bootstrap 127.0.0.1:9092 \\
         --input bench.in --output bench.valid --group bench-passthrough
 
 Stops on SIGTERM after committing what was acknowledged.

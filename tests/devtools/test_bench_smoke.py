@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-from processor.devtools.bench.run import Bench, Sizes, scenarios
+from devtools.bench.run import Bench, Sizes, scenarios
 
 
 async def test_passthrough_and_schema_only_measure_every_record(
