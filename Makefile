@@ -37,8 +37,8 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv prometheus
-	$(BIN)/pytest -q tests/unit
+unit: venv
+	$(BIN)/pytest -q -m "not integration and not e2e" tests/unit tests/devtools
 
 integration: venv kafka-jars prometheus
 	$(BIN)/pytest -q tests/integration tests/e2e

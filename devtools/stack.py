@@ -6,7 +6,7 @@ processor can run:
 - :func:`kafka`: ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a local KRaft broker
   (:class:`~devtools.local_kafka.LocalKafka`) started and stopped around the block.
 - :func:`simulator`: ``python -m devtools.simulator`` as a subprocess; yields its URL.
-- :func:`topics_named`, :func:`topic_names`, :func:`create_topics`: a run's four topics.
+- :func:`topics_named`, :func:`create_topics`: a run's four topics.
 - :func:`write_config`: the shipped example config pointed at this broker, simulator and
   topics (the one place that knows which keys a development run changes).
 - :func:`running`: broker and simulator together, for the command-line tools.
@@ -49,7 +49,6 @@ __all__ = [
     "running",
     "save_config",
     "simulator",
-    "topic_names",
     "topics_named",
     "write_config",
 ]
@@ -65,14 +64,9 @@ def topics_named(base: str) -> TopicsConfig:
     )  # fmt: skip
 
 
-def topic_names(topics: TopicsConfig) -> list[str]:
-    """Input first, then the three outcome topics."""
-    return [topics.input, topics.valid, topics.invalid, topics.dead_letter]
-
-
 async def create_topics(bootstrap: str, topics: TopicsConfig, partitions: int) -> None:
     """Create the run's four topics (those that exist already are kept)."""
-    await ensure_topics(bootstrap, topic_names(topics), partitions)
+    await ensure_topics(bootstrap, topics.names(), partitions)
 
 
 def config_data(

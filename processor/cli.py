@@ -179,6 +179,16 @@ def _dump_tasks() -> None:
         task.print_stack(file=sys.stderr)
 
 
+#: Signals that arrived before the event loop took over (see :func:`_note_early_stop`).
+_EARLY_STOP: list[int] = []
+
+
+def _note_early_stop(signum: int, _frame: object) -> None:
+    """A SIGTERM during start-up is remembered instead of killing the process: a supervisor
+    or an orchestrator that stops a worker it has just started gets a clean exit 0."""
+    _EARLY_STOP.append(signum)
+
+
 async def _run(settings: Settings) -> int:
     from processor.app import App
 
@@ -188,16 +198,15 @@ async def _run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    if _EARLY_STOP:  # asked to stop while starting: start, then stop at once, cleanly
+        app.request_stop()
     return await app.run()
 
 
 async def _create_topics(settings: Settings, partitions: int) -> int:
     from processor.kafka import ensure_topics
 
-    t = settings.kafka.topics
-    await ensure_topics(
-        settings.kafka.bootstrap_servers, [t.input, t.valid, t.invalid, t.dead_letter], partitions
-    )
+    await ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.names(), partitions)
     return EXIT_OK
 
 
@@ -313,6 +322,7 @@ def _command(args: argparse.Namespace) -> int:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:
             return asyncio.run(_supervise(args.config, workers, settings))
+        signal.signal(signal.SIGTERM, _note_early_stop)  # until the loop's handler takes over
         return asyncio.run(_run(settings))
     except ProcessorError as exc:
         _say(str(exc))

@@ -66,6 +66,10 @@ class TopicsConfig(_Frozen):
     invalid: str = "records.invalid"
     dead_letter: str = "records.dlq"
 
+    def names(self) -> list[str]:
+        """Input first, then the three outcome topics."""
+        return [self.input, self.valid, self.invalid, self.dead_letter]
+
 
 class KafkaConfig(_Frozen):
     """How to reach Kafka and behave in the consumer group."""

@@ -10,6 +10,14 @@ from devtools.local_kafka import LocalKafka
 from tests.support.services import kafka_broker, simulator_process
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/integration and tests/e2e carry their marker (``-m "not e2e"``)."""
+    for item in items:
+        for marker in ("integration", "e2e"):
+            if marker in item.path.parts:
+                item.add_marker(marker)
+
+
 @pytest.fixture(scope="session")
 def kafka_service(
     tmp_path_factory: pytest.TempPathFactory,

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from devtools.bench.run import Bench, Sizes, scenarios
 
 
+@pytest.mark.integration
 async def test_passthrough_and_schema_only_measure_every_record(
     kafka_bootstrap: str, simulator_url: str
 ) -> None:
+    """Two bench scenarios run end to end on the real broker and account for every record."""
     bench = Bench(kafka_bootstrap, simulator_url, f"smoke-{uuid.uuid4().hex[:8]}")
     sizes = Sizes(passthrough=3_000, schema_only=2_000)
     passthrough, schema_only = await scenarios(bench, sizes, {"passthrough", "schema-only"})
@@ -29,6 +33,5 @@ async def test_passthrough_and_schema_only_measure_every_record(
         assert result.peak_rss_mib > 10
     assert schema_only.bound == passthrough.records_per_s
     assert schema_only.ratio is not None
-    assert schema_only.met is (schema_only.ratio >= 0.70)
     outcome_log = (bench.work / "schema-only.log").read_text()
     assert '"processor.stopped"' in outcome_log  # the processor ran and shut down cleanly

@@ -17,6 +17,7 @@ from devtools.bench.stats import (
 
 
 def test_steady_window_leaves_out_the_start_and_the_tail() -> None:
+    """The steady window leaves out the slow start and tail and measures the rate between."""
     # 100 outcomes: a slow start (10 at t=0..9), then one every 0.01 s, then a slow tail
     times = [float(i) for i in range(10)] + [10 + 0.01 * i for i in range(80)]
     times += [20.0 + i for i in range(10)]
@@ -26,11 +27,13 @@ def test_steady_window_leaves_out_the_start_and_the_tail() -> None:
 
 
 def test_steady_window_needs_enough_outcomes() -> None:
+    """Too few outcomes for a window is an error, not a made-up rate."""
     with pytest.raises(ValueError, match="too few"):
         steady_window([1.0, 2.0])
 
 
 def test_interpolate_is_linear_and_clamped() -> None:
+    """Interpolation is linear between samples and clamped outside them."""
     samples = [(0.0, 0.0), (1.0, 10.0), (3.0, 30.0)]
     assert interpolate(samples, 0.5) == pytest.approx(5.0)
     assert interpolate(samples, 2.0) == pytest.approx(20.0)
@@ -39,12 +42,14 @@ def test_interpolate_is_linear_and_clamped() -> None:
 
 
 def test_cpu_per_1k_charges_only_the_window() -> None:
+    """CPU per 1,000 records counts only the CPU spent inside the steady window."""
     cpu = [(0.0, 5.0), (10.0, 6.0), (20.0, 8.0)]  # 5 s of start-up before t=0
     assert cpu_per_1k(cpu, Window(10.0, 20.0, 4_000)) == pytest.approx(0.5)
     assert math.isnan(cpu_per_1k(cpu, Window(10.0, 20.0, 0)))
 
 
 def test_percentile_nearest_rank() -> None:
+    """Percentiles use the nearest-rank method on unsorted input and refuse 0."""
     values = [float(v) for v in range(100, 0, -1)]  # unsorted on purpose
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
@@ -66,4 +71,5 @@ def test_percentile_nearest_rank() -> None:
     ],
 )
 def test_targets(target: Target, ratio: float | None, met: bool | None) -> None:
+    """A target is met inside its bounds, missed outside, and undecided without a ratio or bound."""
     assert target.met(ratio) is met

@@ -10,6 +10,7 @@ from processor.slots import Slots
 
 
 async def test_at_most_limit_holders_and_fifo_order() -> None:
+    """Never more than the limit hold a slot at once, and waiters get slots in arrival order."""
     slots = Slots(2)
     holding = 0
     peak = 0
@@ -36,6 +37,7 @@ async def test_at_most_limit_holders_and_fifo_order() -> None:
 
 
 async def test_a_cancelled_waiter_is_skipped() -> None:
+    """A waiter cancelled while waiting is passed over; the next waiter gets the slot."""
     slots = Slots(1)
     await slots.acquire()
     waiter = asyncio.create_task(slots.acquire())
@@ -50,6 +52,7 @@ async def test_a_cancelled_waiter_is_skipped() -> None:
 
 
 async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> None:
+    """A waiter cancelled just after it was handed a slot hands it to the next waiter."""
     slots = Slots(1)
     await slots.acquire()
     first = asyncio.create_task(slots.acquire())
@@ -64,5 +67,6 @@ async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> No
 
 
 def test_limit_must_be_positive() -> None:
+    """A limit below one is refused."""
     with pytest.raises(ValueError, match="limit"):
         Slots(0)
