@@ -7,7 +7,7 @@ consumer can no longer rely on what it read before:
 
 - breaking: a property removed, a property newly required or no longer required (consumers
   may not find it), a type narrowed (``number`` to ``integer``, a type or ``anyOf`` branch
-  removed), an ``enum`` value removed or ``const`` changed, ``maxLength``/``maximum``/
+  removed), an ``enum`` value removed (``const`` is an enum of one), ``maxLength``/``maximum``/
   ``maxItems``/``maxProperties`` lowered or their ``min`` twins raised, ``multipleOf`` added
   or changed, ``additionalProperties: false`` added, a ``pattern`` or ``format`` added or
   changed, an unresolvable (recursive) ``$ref`` pointing elsewhere;
@@ -89,7 +89,8 @@ def _type_changes(path: str, old: set[str], new: set[str]) -> Iterator[Change]:
         else:
             yield Change(path, "type.narrowed", True, f"{where}: no longer accepts {t}")
     for t in sorted(new - old):
-        if {t, *old} != {"integer", "number"}:  # integer <-> number is reported above
+        twin = {"number": "integer", "integer": "number"}.get(t)
+        if twin not in old:  # integer <-> number was reported above
             yield Change(path, "type.widened", False, f"{where}: now also accepts {t}")
 
 
@@ -117,6 +118,13 @@ def _bounds(path: str, old: dict[str, Any], new: dict[str, Any]) -> Iterator[Cha
         )
 
 
+def _allowed(node: dict[str, Any]) -> list[Any] | None:
+    """The values ``enum`` or ``const`` (an enum of one, as pydantic writes a one-value Literal)."""
+    if isinstance(node.get("enum"), list):
+        return list(node["enum"])
+    return [node["const"]] if "const" in node else None
+
+
 def _keywords(path: str, old: dict[str, Any], new: dict[str, Any]) -> Iterator[Change]:
     where = path or "(root)"
     for keyword in ("pattern", "format"):
@@ -132,17 +140,16 @@ def _keywords(path: str, old: dict[str, Any], new: dict[str, Any]) -> Iterator[C
         else:
             message = f"{where}: {keyword} {before!r} -> {after!r}"
             yield Change(path, f"{keyword}.changed", True, message)
-    if "enum" in old or "enum" in new:
-        before_values, after_values = old.get("enum"), new.get("enum")
-        if after_values is not None and before_values is None:
-            yield Change(path, "enum.added", True, f"{where}: now limited to {after_values}")
-        elif after_values is not None and before_values is not None:
-            for value in (v for v in before_values if v not in after_values):
-                yield Change(path, "enum.value_removed", True, f"{where}: {value!r} removed")
-            for value in (v for v in after_values if v not in before_values):
-                yield Change(path, "enum.value_added", False, f"{where}: {value!r} added")
-    if old.get("const") != new.get("const") and "const" in new:
-        yield Change(path, "const.changed", True, f"{where}: const is now {new['const']!r}")
+    before_values, after_values = _allowed(old), _allowed(new)
+    if after_values is not None and before_values is None:
+        yield Change(path, "enum.added", True, f"{where}: now limited to {after_values}")
+    elif after_values is not None and before_values is not None:
+        for value in (v for v in before_values if v not in after_values):
+            yield Change(path, "enum.value_removed", True, f"{where}: {value!r} removed")
+        for value in (v for v in after_values if v not in before_values):
+            yield Change(path, "enum.value_added", False, f"{where}: {value!r} added")
+    elif before_values is not None:
+        yield Change(path, "enum.removed", False, f"{where}: no longer limited to values")
     if old.get("$ref") != new.get("$ref") and "$ref" in new:
         yield Change(path, "ref.changed", True, f"{where}: refers to {new['$ref']!r} now")
 
