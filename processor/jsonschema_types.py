@@ -21,6 +21,7 @@ error. Draft 2020-12 (the default when ``$schema`` is absent) and Draft 7 are su
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,7 +160,7 @@ class JsonSchemaRecordType(RecordType):
         raise SchemaViolation(violations)
 
     def json_schema(self) -> dict[str, Any]:
-        return dict(self._schema)
+        return copy.deepcopy(self._schema)
 
     @property
     def field_names(self) -> frozenset[str]:

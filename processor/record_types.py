@@ -16,6 +16,7 @@ validation and the schema/outcome exports; nothing downstream keeps a table of i
 
 from __future__ import annotations
 
+import copy
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -85,7 +86,7 @@ class RecordType(ABC):
 
     def resolved_json_schema(self) -> dict[str, Any]:
         """The JSON Schema with every ``$ref`` inlined (a recursive one stays a ``$ref``)."""
-        return jsonschema_rs.dereference(self.json_schema())
+        return jsonschema_rs.dereference(self.json_schema(), offline=True)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.source!r})"
@@ -117,7 +118,7 @@ class PydanticRecordType(RecordType):
         return ValidatedRecord(instance.model_dump(mode="json"), instance)
 
     def json_schema(self) -> dict[str, Any]:
-        return dict(self._schema)
+        return copy.deepcopy(self._schema)
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -128,8 +129,10 @@ class RecordTypes(Mapping[str, RecordType]):
     """The loaded registry: CloudEvent ``type`` name to its :class:`RecordType`. Immutable."""
 
     def __init__(self, types: Mapping[str, RecordType] | Sequence[RecordType] = ()) -> None:
-        items = types.values() if isinstance(types, Mapping) else types
+        items = list(types.values() if isinstance(types, Mapping) else types)
         self._types: dict[str, RecordType] = {t.name: t for t in items}
+        if len(self._types) != len(items):
+            raise ValueError(f"record type names must be unique: {[t.name for t in items]}")
 
     def __getitem__(self, name: str) -> RecordType:
         return self._types[name]

@@ -217,9 +217,20 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
     """Every difference from ``old`` to ``new`` that matters to producers or consumers.
 
     Both schemas are dereferenced first (``$defs``/``definitions``); a recursive ``$ref``
-    stays a reference and is compared as one. Breaking changes come first.
+    stays a reference and is compared as one. Breaking changes come first. Nothing is
+    fetched: a ``$ref`` outside the schema is an error.
+
+    Raises:
+        ValueError: A ``$ref`` in either schema does not resolve within it.
     """
-    found = _node("", jsonschema_rs.dereference(old), jsonschema_rs.dereference(new))
+    try:
+        resolved = (
+            jsonschema_rs.dereference(old, offline=True),
+            jsonschema_rs.dereference(new, offline=True),
+        )
+    except (jsonschema_rs.ReferencingError, ValueError) as exc:
+        raise ValueError(f"cannot resolve a $ref: {exc}") from None
+    found = _node("", *resolved)
     # A ``type`` list yields one branch per type, all the same node: report each change once.
     return sorted(dict.fromkeys(found), key=lambda c: not c.breaking)
 

@@ -256,6 +256,19 @@ def test_registry_is_a_sorted_read_only_mapping() -> None:
     assert list(types.json_schemas()) == ["a.v1", "z.v1"]
 
 
+def test_registry_refuses_two_types_of_one_name() -> None:
+    """Two record types with one name cannot both be in the registry."""
+    with pytest.raises(ValueError, match="unique"):
+        RecordTypes([PydanticRecordType("o.v1", Order), PydanticRecordType("o.v1", Line)])
+
+
+def test_json_schema_is_a_copy_callers_cannot_corrupt() -> None:
+    """Changing a returned schema does not change the type's own."""
+    for rtype in (PydanticRecordType("o.v1", Order), JsonSchemaRecordType("o.v2", ORDER_SCHEMA)):
+        rtype.json_schema()["$defs"]["Line"]["properties"].clear()
+        assert rtype.json_schema()["$defs"]["Line"]["properties"]
+
+
 # --- loading from config ---------------------------------------------------------------------
 
 

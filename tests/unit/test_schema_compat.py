@@ -221,6 +221,14 @@ def test_draft_7_definitions_are_resolved() -> None:
     assert _kinds(old, new) == [("l.a", "property.removed", True)]
 
 
+@pytest.mark.parametrize("ref", ["#/$defs/Missing", "https://example.com/remote.json"])
+def test_an_unresolvable_ref_is_an_error_and_nothing_is_fetched(ref: str) -> None:
+    """A $ref that does not resolve within the schema raises ValueError, offline."""
+    schema = _obj({"a": {"$ref": ref}})
+    with pytest.raises(ValueError, match="cannot resolve a \\$ref"):
+        compare(schema, schema)
+
+
 def test_recursive_schemas_terminate() -> None:
     """A self-referencing $defs entry is compared without looping."""
     node = _obj({"child": {"anyOf": [{"$ref": "#/$defs/N"}, {"type": "null"}]}})
