@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     model_validator,
@@ -27,6 +28,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from processor.checkplan import CheckPlan, compile_check, schema_problems
 from processor.errors import ConfigError
 from schemas import RECORD_TYPES
 
@@ -182,24 +184,72 @@ class UpstreamConfig(_Frozen):
     cache: CacheConfig = CacheConfig()
 
 
-class CheckConfig(_Frozen):
-    """A declarative HTTP check: a request built from record fields, a rule on the answer.
+class PassCondition(_Frozen):
+    """When a check passes: a comparison on one (possibly nested) field of the answer.
 
-    ``body`` maps request keys to record field names (``{"email": "email"}``). The check
-    passes when the response's ``pass_field`` equals ``pass_equals``; any other 2xx answer is
-    a clear "no" (``upstream.rejected``), explained by ``reason_field`` when present.
+    ``field`` is a field path in the response body (``stock.available``). The right-hand
+    side is a literal ``value`` or ``value_field``, a field path in the record (or, in a
+    fan-out, ``item.<path>`` in the current item). ``present`` takes neither: it passes
+    when the field is there and not null. ``in`` takes a list literal. ``gte``/``gt``/
+    ``lte``/``lt`` compare numbers; a missing or non-numeric answer does not pass.
+    """
+
+    field: str
+    op: Literal["equals", "not_equals", "in", "gte", "gt", "lte", "lt", "present"] = "equals"
+    value: bool | int | float | str | list[bool | int | float | str] | None = None
+    value_field: str | None = None
+
+
+class CheckConfig(_Frozen):
+    """One upstream check: a declarative HTTP request and a rule on its answer, or the
+    import path of a custom Python check (see :mod:`processor.sdk`).
+
+    Declarative: ``path`` is a template (``/v1/stock/{sku}``); ``query`` and ``body`` map
+    request keys to field paths (``customer.email``, ``lines[*].sku``). GET sends no body.
+    ``for_each`` (a list field path) makes one call per item, where paths starting with
+    ``item`` resolve against the current item; the record fails if any item fails, and a
+    list longer than ``max_items`` fails the check without calling. The check passes when
+    ``pass_when`` holds, or (the shorthand) the answer's ``pass_field`` equals
+    ``pass_equals``; any other 2xx answer is a clear "no" (``upstream.rejected``), explained
+    by ``reason_field`` when present. Paths are compiled once, here (:mod:`processor.checkplan`).
     """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     upstream: str
+    custom: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="package.module:function, an async custom check (processor.sdk)",
+    )
     method: Literal["GET", "POST"] = "POST"
-    path: str = Field(pattern=r"^/")
-    body: dict[str, str]
-    pass_field: str
+    path: str | None = Field(default=None, pattern=r"^/")
+    query: dict[str, str] = Field(default_factory=dict, description="param -> field path")
+    body: dict[str, str] = Field(default_factory=dict, description="key -> field path")
+    for_each: str | None = Field(default=None, description="list field path: one call per item")
+    max_items: int = Field(default=100, ge=1, le=10_000, description="calls per record, at most")
+    pass_field: str | None = None
     pass_equals: bool | int | str = True
+    pass_when: PassCondition | None = None
     reason_field: str | None = None
     when_present: str | None = Field(default=None, description="run only if this field is set")
     required: bool = True
+    _plan: CheckPlan | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> CheckConfig:
+        self._plan = compile_check(self)
+        return self
+
+    @property
+    def plan(self) -> CheckPlan:
+        """The compiled request and pass rule (declarative checks only)."""
+        if self._plan is None:
+            raise TypeError(f"check {self.name} is a custom check: it has no plan")
+        return self._plan
+
+    def schema_problems(self, record_schema: Mapping[str, Any]) -> list[str]:
+        """Every record field path this check uses that cannot exist in the record type."""
+        return schema_problems(self, record_schema)
 
 
 class HttpConfig(_Frozen):

@@ -124,10 +124,21 @@ def test_errors_imports_no_processor_module() -> None:
     assert imported == set()
 
 
+#: Pure modules the config compiles checks with: they import errors and each other only.
+CONFIG_LEAVES = {"processor.checkplan", "processor.fieldpaths", "processor.evidence"}
+
+
 def test_config_imports_no_processor_module_but_errors() -> None:
-    """processor.config depends on processor.errors only, within the processor package."""
+    """processor.config depends on processor.errors and the check compiler's leaves only."""
     imported = {m for m in GRAPH["processor.config"] if _within(m, ("processor",))}
-    assert imported <= {"processor.errors"}
+    assert imported <= {"processor.errors", *CONFIG_LEAVES}
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_LEAVES))
+def test_the_check_compiler_is_a_leaf(module: str) -> None:
+    """The check compiler's modules import errors and each other, plus config for types."""
+    imported = {m for m in GRAPH[module] if _within(m, ("processor",))}
+    assert imported <= {"processor.errors", "processor.config", *CONFIG_LEAVES}
 
 
 @pytest.mark.parametrize("module", _modules(*LOW_LEVEL))
