@@ -218,8 +218,10 @@ def check_path(path: FieldPath | str, schema: Mapping[str, Any]) -> str | None:
     """Why ``path`` cannot exist in records described by ``schema``, or None if it can.
 
     Follows ``$ref`` into ``$defs``, every branch of ``anyOf``/``oneOf``/``allOf`` (Optional
-    fields), ``items`` for list segments and ``properties`` for keys; a schema that allows
-    additional properties or says nothing about its properties accepts any key.
+    fields), ``items`` for list segments and ``properties`` for keys. A schema that says
+    nothing about its properties, or allows additional ones explicitly
+    (``additionalProperties: true`` or a schema), accepts any key; one that lists
+    ``properties`` without saying is taken as closed (a path to an unlisted key is a typo).
     """
     parsed = parse_path(path) if isinstance(path, str) else path
     defs = schema.get("$defs", {})
@@ -288,7 +290,7 @@ def _child(node: Mapping[str, Any], seg: Segment) -> Mapping[str, Any] | Literal
         return child if isinstance(child, Mapping) and child else True
     if types is not None and "object" not in types:
         return None
-    extra = node.get("additionalProperties", True)
+    extra = node.get("additionalProperties")  # absent: closed when properties are listed
     if props is None or extra is True or isinstance(extra, Mapping):
         return True
     return None
