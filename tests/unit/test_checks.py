@@ -357,7 +357,8 @@ async def test_fan_out_makes_one_call_per_item_and_one_failing_item_fails_the_re
         {"index": 0, "status": "passed", "available": 9, "item.quantity": 2},
         {"index": 1, "status": "failed", "available": 3, "item.quantity": 5},
     ]}  # fmt: skip
-    assert check.rejection_message(result) == "stock: item 1: available is 3, expected >= item.quantity (5)"  # fmt: skip  # noqa: E501
+    expected = "stock: item 1: available is 3, expected >= item.quantity (5)"
+    assert check.rejection_message(result) == expected
 
 
 async def test_fan_out_passes_when_every_item_passes() -> None:
@@ -420,7 +421,8 @@ async def test_a_custom_check_calls_through_the_caller_with_derived_keys() -> No
     caller = FakeCaller({"available": True})
     result = await _run(Check(_custom("stock_by_get"), caller), record="the-model")
     assert custom_checks.SEEN == ["the-model"]
-    assert [(r.method, r.path, r.query, r.json_body, r.idempotency_key) for r in caller.requests] == [  # noqa: E501
+    sent = [(r.method, r.path, r.query, r.json_body, r.idempotency_key) for r in caller.requests]
+    assert sent == [
         ("GET", "/v1/stock/A-1", (("warehouse", "eu"), ("qty", "2")), None, "rec-1:stock:0"),
         ("GET", "/v1/stock/B-2", (("tag", "x"), ("tag", "y")), None, "rec-1:stock:1"),
     ]  # fmt: skip
