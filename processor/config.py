@@ -34,6 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from processor.checkplan import CheckConfig
 from processor.errors import ConfigError
 from schemas import RECORD_TYPES
 
@@ -211,26 +212,6 @@ class UpstreamConfig(_Frozen):
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
-
-
-class CheckConfig(_Frozen):
-    """A declarative HTTP check: a request built from record fields, a rule on the answer.
-
-    ``body`` maps request keys to record field names (``{"email": "email"}``). The check
-    passes when the response's ``pass_field`` equals ``pass_equals``; any other 2xx answer is
-    a clear "no" (``upstream.rejected``), explained by ``reason_field`` when present.
-    """
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
-    upstream: str
-    method: Literal["GET", "POST"] = "POST"
-    path: str = Field(pattern=r"^/")
-    body: dict[str, str]
-    pass_field: str
-    pass_equals: bool | int | str = True
-    reason_field: str | None = None
-    when_present: str | None = Field(default=None, description="run only if this field is set")
-    required: bool = True
 
 
 class EndpointConfig(_Frozen):

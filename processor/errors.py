@@ -8,7 +8,8 @@
     │   ├── RecordTooLarge             record.too_large
     │   ├── DecodeError                decode.failed
     │   ├── EnvelopeError              envelope.invalid
-    │   └── UnknownTypeError           type.unknown (no schema for the event's ``type``)
+    │   ├── UnknownTypeError           type.unknown
+    │   └── FieldMissingError          internal.error: a check needs a value the record lacks
     ├── UpstreamError                  an upstream call failed (carries ``retriable``)
     │   ├── UpstreamTimeout            upstream.timeout            retriable
     │   ├── UpstreamUnavailable        upstream.unavailable (5xx, refused) retriable
@@ -58,6 +59,12 @@ class EnvelopeError(RecordError):
 
 class UnknownTypeError(RecordError):
     reason = ReasonCode.TYPE_UNKNOWN
+
+
+class FieldMissingError(RecordError):
+    """A check needs a record value (a path placeholder, a compared field) that is absent:
+    the record type should require it, or the check should use ``when_present``. The
+    record is dead-lettered, to be replayed once the configuration is fixed."""
 
 
 class UpstreamError(ProcessorError):

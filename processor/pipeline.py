@@ -122,7 +122,7 @@ class Pipeline:
             return self._verdict(record, decoded, received, started, reasons, [], None, unknown)
         normalized = validated.model_dump(mode="json")
         checks = self._checks.get(event.type, ())
-        results, errors = await self._run_checks(event.id, normalized, checks)
+        results, errors = await self._run_checks(event.id, normalized, checks, validated)
         rejections = [
             Reason(
                 code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name
@@ -155,11 +155,11 @@ class Pipeline:
         return model
 
     async def _run_checks(
-        self, record_id: str, data: dict[str, Any], checks: Sequence[Check]
+        self, record_id: str, data: dict[str, Any], checks: Sequence[Check], record: Any
     ) -> tuple[list[CheckResult | None], list[UpstreamError]]:
         async def one(check: Check) -> CheckResult | UpstreamError:
             try:
-                return await check.run(record_id, data)
+                return await check.run(record_id, data, record)
             except UpstreamError as exc:
                 return exc
 

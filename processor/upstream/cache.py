@@ -1,6 +1,6 @@
 """Answers kept for a while, and identical calls in flight shared.
 
-Keyed by what is asked (upstream, method, path, canonical JSON body), not by record: a
+Keyed by what is asked (upstream, method, path, query, canonical JSON body), not by record: a
 duplicate record, or another record with the same e-mail, gets the same answer without a
 second call. Only 2xx answers are kept. The cache is an LRU bounded by ``max_entries``,
 each entry living ``ttl_s``.
@@ -12,14 +12,16 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from processor.upstream.client import UpstreamRequest, UpstreamResponse
 
 
 def request_key(request: UpstreamRequest) -> str:
-    """What identifies a request's answer: method, path and the canonical body."""
+    """What identifies a request's answer: method, path, query and the canonical body."""
     body = json.dumps(request.json_body, sort_keys=True, separators=(",", ":"))
-    return f"{request.method} {request.path} {body}"
+    query = urlencode(request.query)
+    return f"{request.method} {request.path}?{query} {body}"
 
 
 class ResponseCache:

@@ -32,12 +32,17 @@ MAX_RESPONSE_BYTES = 1_048_576
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """One call to make. ``idempotency_key`` (record id + check) makes retries safe."""
+    """One call to make. ``idempotency_key`` (record id + check) makes retries safe.
+
+    ``path`` is already URL-quoted; ``query`` holds (name, value) pairs, a name repeated for
+    a list; ``json_body`` None sends no body (a GET never sends one).
+    """
 
     method: str
     path: str
-    json_body: dict[str, Any]
+    json_body: Any
     idempotency_key: str
+    query: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +124,13 @@ class UpstreamClient:
             UpstreamBadResponse: Any other non-2xx answer, or a body that is not JSON.
         """
         headers = {"Idempotency-Key": request.idempotency_key, **self._auth_headers}
-        url = self._base_url + request.path
+        url = self._base_url + request.path  # escapes kept, anything else quoted (yarl)
+        body = None if request.method == "GET" else request.json_body
         started = self._clock()
         try:
             async with self._session.request(
-                request.method, url, json=request.json_body, headers=headers,
-                timeout=self._timeout,
+                request.method, url, params=request.query or None, json=body,
+                headers=headers, timeout=self._timeout,
             ) as resp:  # fmt: skip
                 raw = await resp.content.read(MAX_RESPONSE_BYTES)
                 status = resp.status

@@ -16,10 +16,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # values and leaves: import nothing of the service
     ("processor", "processor.errors", "processor.inputs", "processor.offsets",
      "processor.slots", "processor.waits", "processor.logs"),
-    ("processor.config",),
+    # pure building blocks over the error tree: paths, evidence bounds, the custom-check
+    # API, record types, schema comparison
+    ("processor.fieldpaths", "processor.evidence", "processor.sdk", "processor.record_types",
+     "processor.schema_compat"),
+    ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
+    ("processor.config", "processor.record_type_loading"),
     # the edges (one library each) and the outcome values
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
      "processor.endpoint"),
+    ("processor.custom_checks",),  # user code behind an upstream handle
     ("processor.metrics", "processor.checks"),
     ("processor.pipeline",),
     ("processor.engine",),

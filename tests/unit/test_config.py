@@ -9,7 +9,8 @@ import pydantic
 import pytest
 import yaml
 
-from processor.config import CheckConfig, Settings, load_settings, reference_problems
+from processor.checkplan import CheckConfig
+from processor.config import Settings, load_settings, reference_problems
 from processor.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"

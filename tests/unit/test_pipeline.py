@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 import pytest
 
+from processor.checkplan import CheckConfig
 from processor.checks import Check
-from processor.config import CheckConfig, ValidationConfig
+from processor.config import ValidationConfig
 from processor.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from processor.inputs import Record
 from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
@@ -19,6 +20,7 @@ from processor.pipeline import Pipeline
 from processor.upstream import UpstreamRequest, UpstreamResponse
 from schemas import RECORD_TYPES
 from schemas.outcomes import CheckStatus, ProcessorInfo, ReasonCode, Verdict
+from tests.support import custom_checks
 
 INFO = ProcessorInfo(name="record-processor", version="0.0.0", instance="test")
 CUSTOMER: dict[str, Any] = {
@@ -330,3 +332,32 @@ async def test_a_non_object_answer_from_a_required_check_is_a_bad_response() -> 
     outcome = await _process(_pipeline([_check("email_ok", ListCaller("email", {}))]), _record())
     assert isinstance(outcome, DeadLetter)
     assert outcome.reason is ReasonCode.UPSTREAM_BAD_RESPONSE
+
+
+async def test_a_custom_check_receives_the_validated_model_instance() -> None:
+    """Through the pipeline, a custom check gets the pydantic model, not the dict."""
+    custom_checks.SEEN.clear()
+    config = CheckConfig(
+        name="screen", upstream="email", custom="tests.support.custom_checks:posts_once"
+    )
+    caller = FakeCaller("email", {"ok": False, "why": "listed"})
+    outcome = await _process(_pipeline([Check(config, caller)]), _record())
+    assert isinstance(outcome, Invalid)
+    (record,) = custom_checks.SEEN
+    assert isinstance(record, RECORD_TYPES["customer.v1"])
+    assert [r.json_body for r in caller.requests] == [{"email": "alice.ops@example.com"}]
+    assert outcome.document.reasons[0].message == "screen: listed"
+
+
+async def test_a_check_missing_a_path_value_dead_letters_the_record() -> None:
+    """A path placeholder the record lacks dead-letters it as internal.error, named."""
+    config = CheckConfig(
+        name="vat", upstream="vat", path="/v1/vat/{vat_id}", method="GET", pass_field="ok"
+    )
+    data = {k: v for k, v in CUSTOMER.items() if k != "vat_id"}
+    outcome = await _process(_pipeline([Check(config, FakeCaller("vat", {"ok": True}))]),
+                             _record(data))  # fmt: skip
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.reason is ReasonCode.INTERNAL_ERROR
+    assert outcome.error_class == "FieldMissingError"
+    assert "vat_id has no value" in outcome.message
