@@ -209,7 +209,9 @@ class App:
             )
             engine = Engine(
                 pipeline=pipeline,
-                publisher=OutcomePublisher(producer, s.kafka.topics, f"{s.name}/{s.instance_id}"),
+                publisher=OutcomePublisher(
+                    producer, s.kafka.topics, f"{s.name}/{s.instance_id}", s.outcomes
+                ),
                 ordering=s.engine.ordering,
                 max_concurrency=s.engine.max_concurrency,
                 max_in_flight=s.engine.max_in_flight,

@@ -44,6 +44,16 @@ class TopicsConfig(_Frozen):
     dead_letter: str = "records.dlq"
 
 
+class OutcomesConfig(_Frozen):
+    """What the valid and invalid topics carry (see :mod:`processor.payloads`)."""
+
+    valid_payload: Literal["document", "record"] = Field(
+        default="document",
+        description="document: the outcome document; record: the record as a CloudEvent",
+    )
+    invalid_payload: Literal["document", "record"] = "document"
+
+
 class KafkaConfig(_Frozen):
     """How to reach Kafka and behave in the consumer group."""
 
@@ -233,6 +243,7 @@ class Settings(BaseSettings):
     kafka: KafkaConfig = KafkaConfig()
     engine: EngineConfig = EngineConfig()
     validation: ValidationConfig = ValidationConfig()
+    outcomes: OutcomesConfig = OutcomesConfig()
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
     checks: dict[str, list[CheckConfig]] = Field(
         default_factory=dict, description="record type -> its checks"

@@ -61,6 +61,15 @@ def _schema_reasons(exc: ValidationError) -> list[Reason]:
     return reasons
 
 
+def _event_without_repeats(
+    as_received: dict[str, Any], normalized: dict[str, Any] | None, invalid: bool
+) -> dict[str, Any]:
+    """The event as received, without its data when the normalised data stands for it."""
+    if invalid or normalized is None:
+        return as_received
+    return {k: v for k, v in as_received.items() if k != "data"}
+
+
 class Pipeline:
     """Validates one record at a time; holds no per-record state between calls."""
 
@@ -201,7 +210,7 @@ class Pipeline:
             source=event.source,
             reasons=reasons,
             checks=checks,
-            event=decoded.as_received,
+            event=_event_without_repeats(decoded.as_received, normalized, invalid),
             normalized_data=None if invalid else normalized,
             unknown_fields=unknown,
             input=InputCoordinates(
