@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devtools.corpus import CorpusRecord, OutcomeTopic
 from processor.config import TopicsConfig
+from schemas.envelope import STRUCTURED_CONTENT_TYPE
 
 Coordinates = tuple[int, int]  # input partition, offset
 
@@ -74,6 +75,13 @@ def _to_seen(kind: OutcomeTopic, msg: object) -> SeenOutcome:
         reason = _header(headers, "dlq.reason") or "?"
         coords = (int(_header(headers, "dlq.original.partition") or -1),
                   int(_header(headers, "dlq.original.offset") or -1))  # fmt: skip
+    elif (where := _header(headers, "record.input")) is not None and _header(
+        headers, "content-type"
+    ) == STRUCTURED_CONTENT_TYPE:  # the record payload: the verdict travels in headers
+        reasons = json.loads(_header(headers, "record.reasons") or "[]")
+        reason = reasons[0]["code"] if reasons else "ok"
+        _, partition, offset = where.rsplit("/", 2)
+        coords = (int(partition), int(offset))
     else:
         doc = json.loads(value or b"{}")
         reason = doc["reasons"][0]["code"] if doc["reasons"] else "ok"

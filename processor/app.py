@@ -46,7 +46,6 @@ from processor.upstream.limiter import TokenBucket
 from processor.upstream.resilient import ResilientCaller
 from processor.waits import ActivityBoard, WaitBoard
 from processor.watchdog import Watchdog
-from schemas import RECORD_TYPES
 from schemas.outcomes import ProcessorInfo
 
 log = structlog.get_logger("processor.app")
@@ -143,7 +142,7 @@ class App:
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(make_session())
             pipeline = Pipeline(
-                record_types=RECORD_TYPES,
+                record_types=s.types,
                 checks=self._checks(session, board, activity),
                 validation=s.validation,
                 max_record_bytes=s.engine.max_record_bytes,
@@ -158,7 +157,7 @@ class App:
             engine = Engine(
                 pipeline=pipeline,
                 publisher=OutcomePublisher(
-                    kafka.producer, s.kafka.topics, f"{s.name}/{s.instance_id}"
+                    kafka.producer, s.kafka.topics, f"{s.name}/{s.instance_id}", s.outcomes
                 ),
                 ordering=s.engine.ordering,
                 max_concurrency=s.engine.max_concurrency,
@@ -200,8 +199,8 @@ class App:
                 "processor.started", version=__version__, instance=s.instance_id,
                 group=s.kafka.group_id, input=s.kafka.topics.input,
                 http=f"http://{s.endpoint.host}:{self.http_port}" if self.http_port else None,
-                record_types=sorted(RECORD_TYPES),
-                checks={t: [c.name for c in s.checks.get(t, [])] for t in sorted(RECORD_TYPES)},
+                record_types={t: s.types[t].source for t in s.types.names()},
+                checks={t: [c.name for c in s.checks.get(t, [])] for t in s.types.names()},
             )  # fmt: skip
             await stack.enter_async_context(_background(watchdog.run(), status.run()))
             code = await self._run_until_stopped(intake, engine)

@@ -306,6 +306,10 @@ def _command(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
+        if args.command in ("run", "check-config"):
+            from processor.custom_checks import load_custom_checks
+
+            load_custom_checks(settings.checks)  # user code imports now, or exit 2
     except ConfigError as exc:
         _say(str(exc))
         return EXIT_CONFIG

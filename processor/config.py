@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -36,7 +37,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from processor.checkplan import CheckConfig
 from processor.errors import ConfigError
-from schemas import RECORD_TYPES
+from processor.record_type_loading import record_types_and_problems
+from processor.record_types import RecordType, RecordTypes
 
 #: A key path (as pydantic reports locations) and what is wrong there.
 Problem = tuple[tuple[str | int, ...], str]
@@ -70,6 +72,16 @@ class TopicsConfig(_Frozen):
     def names(self) -> list[str]:
         """Input first, then the three outcome topics."""
         return [self.input, self.valid, self.invalid, self.dead_letter]
+
+
+class OutcomesConfig(_Frozen):
+    """What the valid and invalid topics carry (see :mod:`processor.payloads`)."""
+
+    valid_payload: Literal["document", "record"] = Field(
+        default="document",
+        description="document: the outcome document; record: the record as a CloudEvent",
+    )
+    invalid_payload: Literal["document", "record"] = "document"
 
 
 class KafkaConfig(_Frozen):
@@ -242,16 +254,34 @@ class Settings(BaseSettings):
     )
 
     name: str = "record-processor"
+    record_types: dict[str, str | dict[str, str]] = Field(
+        default_factory=dict,
+        description=(
+            "CloudEvent type -> pydantic model import path (package.module:Class), or "
+            "{model: ...} or {json_schema: file} (relative to the config file)"
+        ),
+    )
+    discover_record_types: bool = Field(
+        default=True,
+        description="also load the types installed packages register (entry points)",
+    )
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     kafka: KafkaConfig = KafkaConfig()
     engine: EngineConfig = EngineConfig()
     validation: ValidationConfig = ValidationConfig()
+    outcomes: OutcomesConfig = OutcomesConfig()
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
     checks: dict[str, list[CheckConfig]] = Field(
         default_factory=dict, description="record type -> its checks"
     )
     logging: LoggingConfig = LoggingConfig()
     endpoint: EndpointConfig = EndpointConfig()
+    _types: RecordTypes = PrivateAttr(default_factory=RecordTypes)
+
+    @property
+    def types(self) -> RecordTypes:
+        """The loaded record types: configured ones and installed packages' entry points."""
+        return self._types
 
     @model_validator(mode="wrap")
     @classmethod
@@ -267,32 +297,45 @@ class Settings(BaseSettings):
                 raise
             field_problems: list[Problem] = [(e["loc"], e["msg"]) for e in exc.errors()]
             raise _invalid(cls.__name__, field_problems + problems) from None
-        problems = reference_problems(settings.checks, settings.upstreams.keys(), RECORD_TYPES)
+        types, type_problems = record_types_and_problems(
+            settings.record_types, base_dir=Path.cwd(), discover=settings.discover_record_types
+        )
+        problems = [*type_problems]
+        problems += reference_problems(
+            settings.checks,
+            settings.upstreams.keys(),
+            types,
+            unloaded={where[1] for where, _ in type_problems if where[0] == "record_types"},
+        )
         if problems:
             raise _invalid(cls.__name__, problems)
+        settings._types = types
         return settings
 
 
 def reference_problems(
     checks: Mapping[str, Sequence[CheckConfig]],
     upstreams: Collection[str],
-    record_types: Mapping[str, type[BaseModel]],
+    record_types: Mapping[str, RecordType],
+    unloaded: Collection[str] = (),
 ) -> list[Problem]:
     """Every check that names an unknown record type, upstream or record field.
 
     Args:
         checks: Record type -> its checks, as configured.
         upstreams: The names of the configured upstreams.
-        record_types: The known record types and their models.
+        record_types: The known record types.
+        unloaded: Configured types that failed to load (reported already, not again).
     """
     problems: list[Problem] = []
     for record_type, type_checks in checks.items():
-        model = record_types.get(record_type)
-        if model is None:
+        rtype = record_types.get(record_type)
+        if rtype is None and record_type not in unloaded:
             known = ", ".join(sorted(record_types)) or "none"
             problems.append(
                 (("checks", record_type), f"unknown record type {record_type!r} (known: {known})")
             )
+        schema = rtype.json_schema() if rtype is not None else None
         seen: set[str] = set()
         for index, check in enumerate(type_checks):
             at = ("checks", record_type, index)
@@ -303,16 +346,12 @@ def reference_problems(
                 configured = ", ".join(sorted(upstreams)) or "none"
                 problems.append(((*at, "upstream"), f"no upstream named {check.upstream!r} "
                                  f"(configured: {configured})"))  # fmt: skip
-            if model is None:
-                continue
-            used: list[tuple[tuple[str, ...], str]] = [
-                (("body", key), field) for key, field in check.body.items()
-            ]
-            if check.when_present is not None:
-                used.append((("when_present",), check.when_present))
-            for where, field in used:
-                if field not in model.model_fields:
-                    problems.append(((*at, *where), f"{record_type} has no field {field!r}"))
+            for problem in check.schema_problems(schema) if schema is not None else ():
+                where, _, rest = problem.partition(": ")  # "body.e: shoe_size: no field ..."
+                what = rest.partition(": ")[2] or rest
+                if what.startswith("no field"):
+                    what = f"{record_type} has {what}"
+                problems.append(((*at, *where.split(".")), what))
     return problems
 
 
@@ -331,7 +370,13 @@ def _reference_problems_of_raw(data: Any) -> list[Problem]:
     upstreams = data.get("upstreams") or {}
     if not isinstance(upstreams, Mapping):
         return []
-    return reference_problems(checks, upstreams.keys(), RECORD_TYPES)
+    spec = data.get("record_types") or {}
+    if not isinstance(spec, Mapping):
+        return []
+    discover = data.get("discover_record_types", True) is not False
+    types, type_problems = record_types_and_problems(spec, base_dir=Path.cwd(), discover=discover)
+    unloaded = {where[1] for where, _ in type_problems if where[0] == "record_types"}
+    return [*type_problems, *reference_problems(checks, upstreams.keys(), types, unloaded)]
 
 
 class _MappingSource(PydanticBaseSettingsSource):
@@ -386,6 +431,19 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     return f"invalid configuration{source}, {count}:\n  " + "\n  ".join(lines)
 
 
+def _schema_paths_from(base: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``record_types.*.json_schema`` paths in a file are relative to that file."""
+    spec = data.get("record_types")
+    if not isinstance(spec, dict):
+        return data
+    resolved: dict[str, Any] = {}
+    for name, value in spec.items():
+        if isinstance(value, dict) and isinstance(value.get("json_schema"), str):
+            value = {**value, "json_schema": str(base / value["json_schema"])}
+        resolved[name] = value
+    return {**data, "record_types": resolved}
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read, merge and validate the configuration.
 
@@ -396,6 +454,8 @@ def load_settings(path: Path | None) -> Settings:
         ConfigError: With every offending key named.
     """
     file_data = _read_yaml(path) if path is not None else {}
+    if path is not None:
+        file_data = _schema_paths_from(path.parent, file_data)
     kafka_env: dict[str, Any] = {}
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         kafka_env = {"kafka": {"bootstrap_servers": os.environ["KAFKA_BOOTSTRAP_SERVERS"]}}

@@ -2,8 +2,9 @@
 
 The pipeline returns one :data:`Outcome` per record, a value, never an exception:
 
-- :class:`Valid` and :class:`Invalid` carry an ``OutcomeDocument`` published as JSON to
-  the valid / invalid topic, keyed like the input.
+- :class:`Valid` and :class:`Invalid` carry an ``OutcomeDocument``, published to the valid /
+  invalid topic keyed like the input, as the document itself or as the record with the
+  verdict in headers (:mod:`processor.payloads`), with the input's headers.
 - :class:`DeadLetter` carries a reason; the input's key, value, headers and timestamp are
   republished byte for byte to the dead-letter topic with the ``dlq.*`` headers of
   ``schemas.outcomes.DLQ_HEADERS`` (one set: old ``dlq.*`` headers are replaced).
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from processor.config import TopicsConfig
+from processor.config import OutcomesConfig, TopicsConfig
 from processor.inputs import InputRecord
+from processor.payloads import encode
 from schemas.outcomes import OutcomeDocument, ReasonCode
 
 MAX_ERROR_MESSAGE_CHARS = 512
@@ -89,10 +91,19 @@ def dead_letter_headers(
 class OutcomePublisher:
     """Publishes each outcome to its topic and returns the broker's acknowledgement."""
 
-    def __init__(self, producer: Producer, topics: TopicsConfig, processor_id: str) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topics: TopicsConfig,
+        processor_id: str,
+        payloads: OutcomesConfig | None = None,
+    ) -> None:
         self._producer = producer
         self._topics = topics
         self._processor_id = processor_id
+        payloads = payloads or OutcomesConfig()
+        self._valid_payload = payloads.valid_payload
+        self._invalid_payload = payloads.invalid_payload
 
     def topic_for(self, outcome: Outcome) -> str:
         match outcome:
@@ -114,14 +125,6 @@ class OutcomePublisher:
                 timestamp_ms=record.timestamp,
                 headers=dead_letter_headers(record, outcome, self._processor_id),
             )
-        doc = outcome.document
-        return await self._producer.send(
-            topic,
-            value=doc.model_dump_json().encode(),
-            key=record.key,
-            headers=[
-                ("content-type", b"application/json"),
-                ("record.id", doc.record_id.encode()),
-                ("record.verdict", doc.verdict.value.encode()),
-            ],
-        )
+        payload = self._valid_payload if isinstance(outcome, Valid) else self._invalid_payload
+        value, headers = encode(payload, outcome.document, record.headers)
+        return await self._producer.send(topic, value=value, key=record.key, headers=headers)

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ValidationError
 
 from processor.checks import Check
 from processor.config import ValidationConfig
@@ -29,6 +28,7 @@ from processor.decode import DecodedEvent, decode
 from processor.errors import RecordError, UnknownTypeError, UpstreamError
 from processor.inputs import InputRecord
 from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
+from processor.record_types import RecordType, SchemaViolation
 from schemas.outcomes import (
     CheckResult,
     CheckStatus,
@@ -55,12 +55,20 @@ def _dead_letter(exc: Exception, reason: ReasonCode, first_failure: datetime) ->
     )
 
 
-def _schema_reasons(exc: ValidationError) -> list[Reason]:
-    reasons = []
-    for err in exc.errors()[:MAX_REASONS]:
-        field = ".".join(str(p) for p in err["loc"]) or None
-        reasons.append(Reason(code=ReasonCode.SCHEMA_INVALID, message=err["msg"], field=field))
-    return reasons
+def _schema_reasons(exc: SchemaViolation) -> list[Reason]:
+    return [
+        Reason(code=ReasonCode.SCHEMA_INVALID, message=v.message, field=v.field)
+        for v in exc.violations[:MAX_REASONS]
+    ]
+
+
+def _event_without_repeats(
+    as_received: dict[str, Any], normalized: dict[str, Any] | None, invalid: bool
+) -> dict[str, Any]:
+    """The event as received, without its data when the normalised data stands for it."""
+    if invalid or normalized is None:
+        return as_received
+    return {k: v for k, v in as_received.items() if k != "data"}
 
 
 class Pipeline:
@@ -69,7 +77,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        record_types: Mapping[str, type[BaseModel]],
+        record_types: Mapping[str, RecordType],
         checks: Mapping[str, Sequence[Check]],
         validation: ValidationConfig,
         max_record_bytes: int,
@@ -99,7 +107,7 @@ class Pipeline:
     async def _process(self, record: InputRecord, received: datetime, started: float) -> Outcome:
         try:
             decoded = decode(record, self._max_record_bytes)
-            model = self._model_for(decoded.event.type)
+            rtype = self._record_type(decoded.event.type)
         except RecordError as exc:
             return _dead_letter(exc, exc.reason, received)
         event = decoded.event
@@ -113,16 +121,18 @@ class Pipeline:
             return self._verdict(record, decoded, received, started, [reason], [], None, None)
         unknown: dict[str, Any] | None = None
         if self._keep_unknown:
-            unknown = {k: v for k, v in data.items() if k not in model.model_fields} or None
-            data = {k: v for k, v in data.items() if k in model.model_fields}
+            known = rtype.field_names
+            unknown = {k: v for k, v in data.items() if k not in known} or None
+            data = {k: v for k, v in data.items() if k in known}
         try:
-            validated = model.model_validate(data)
-        except ValidationError as exc:
+            validated = rtype.validate(data)
+        except SchemaViolation as exc:
             reasons = _schema_reasons(exc)
             return self._verdict(record, decoded, received, started, reasons, [], None, unknown)
-        normalized = validated.model_dump(mode="json")
+        normalized = validated.data
         checks = self._checks.get(event.type, ())
-        results, errors = await self._run_checks(event.id, normalized, checks, validated)
+        as_given = validated.model if validated.model is not None else normalized
+        results, errors = await self._run_checks(event.id, normalized, checks, as_given)
         rejections = [
             Reason(
                 code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name
@@ -148,11 +158,11 @@ class Pipeline:
             None if rejections else normalized, unknown,
         )  # fmt: skip
 
-    def _model_for(self, record_type: str) -> type[BaseModel]:
-        model = self._record_types.get(record_type)
-        if model is None:
-            raise UnknownTypeError(f"no schema for type {record_type[:100]!r}")
-        return model
+    def _record_type(self, name: str) -> RecordType:
+        rtype = self._record_types.get(name)
+        if rtype is None:
+            raise UnknownTypeError(f"no schema for type {name[:100]!r}")
+        return rtype
 
     async def _run_checks(
         self, record_id: str, data: dict[str, Any], checks: Sequence[Check], record: Any
@@ -202,7 +212,7 @@ class Pipeline:
             source=event.source,
             reasons=reasons,
             checks=checks,
-            event=decoded.as_received,
+            event=_event_without_repeats(decoded.as_received, normalized, invalid),
             normalized_data=None if invalid else normalized,
             unknown_fields=unknown,
             input=InputCoordinates(

@@ -122,6 +122,10 @@ def _entry_point_key(ep: EntryPoint) -> str:
     return f"entry point {ENTRY_POINT_GROUP}:{ep.name}{dist}"
 
 
+#: One problem: where (config key parts) and what.
+Problem = tuple[tuple[str, ...], str]
+
+
 def load_record_types(
     spec: Mapping[str, str | Mapping[str, Any]],
     *,
@@ -140,35 +144,48 @@ def load_record_types(
     Raises:
         ConfigError: Listing every problem, one line each, each naming its key.
     """
-    problems: list[str] = []
+    loaded, problems = record_types_and_problems(spec, base_dir=base_dir, discover=discover)
+    if problems:
+        lines = [f"{'.'.join(where)}: {what}" for where, what in problems]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return loaded
+
+
+def record_types_and_problems(
+    spec: Mapping[str, str | Mapping[str, Any]],
+    *,
+    base_dir: Path,
+    discover: bool = True,
+) -> tuple[RecordTypes, list[Problem]]:
+    """What :func:`load_record_types` loads, and every problem as ``(key parts, message)``
+    instead of an exception (the config reports them with its other problems)."""
+    problems: list[Problem] = []
     loaded: dict[str, RecordType] = {}
     if discover:
         for name, eps in sorted(_discovered().items()):
             if name in spec:
                 continue
-            key = _entry_point_key(eps[0])
+            key: tuple[str, ...] = (_entry_point_key(eps[0]),)
             if len(eps) > 1:
                 claims = ", ".join(f"{ep.value!r}" for ep in eps)
                 problems.append(
-                    f"record type {name!r} is registered by more than one entry point "
-                    f"({claims}); name it under record_types to choose"
-                )
+                    (("record_types", name), f"registered by more than one entry point "
+                     f"({claims}); name it under record_types to choose")
+                )  # fmt: skip
             elif not TYPE_NAME.match(name):
-                problems.append(f"{key}: {name!r} is not a valid record type name")
+                problems.append((key, f"{name!r} is not a valid record type name"))
             else:
                 try:
                     loaded[name] = _pydantic_type(name, eps[0].value)
                 except _Problem as exc:
-                    problems.append(f"{key}: {exc}")
+                    problems.append((key, str(exc)))
     for name, value in spec.items():
-        key = f"record_types.{name}"
+        key = ("record_types", name)
         if not TYPE_NAME.match(name):
-            problems.append(f"{key}: not a valid record type name ({TYPE_NAME.pattern})")
+            problems.append((key, f"not a valid record type name ({TYPE_NAME.pattern})"))
             continue
         try:
             loaded[name] = _from_config(name, value, base_dir)
         except _Problem as exc:
-            problems.append(f"{key}: {exc}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    return RecordTypes(loaded)
+            problems.append((key, str(exc)))
+    return RecordTypes(loaded), problems

@@ -200,7 +200,10 @@ class OutcomeDocument(_Frozen):
     reasons: list[Reason] = Field(default_factory=list, max_length=256)
     checks: list[CheckResult] = Field(default_factory=list, max_length=64)
     event: dict[str, Any] = Field(
-        description="The input CloudEvent as received (attributes + data)."
+        description=(
+            "The input CloudEvent as received: its attributes, and its data unless"
+            " normalized_data holds it (valid outcomes)."
+        )
     )
     normalized_data: dict[str, Any] | None = Field(
         default=None,

@@ -53,10 +53,13 @@ from devtools.simulator.verdicts import (
     LATENCY_DISTRIBUTIONS,
     OUTAGE_MODES,
     RETRY_AFTER_FORMATS,
+    STOCK_ROUTE,
     Fault,
     FaultPlanner,
     SettingsError,
     SimulatorSettings,
+    answer_stock,
+    api_route,
     retry_after_header,
 )
 
@@ -111,10 +114,11 @@ async def _with_faults(
     request: web.Request, handler: _Handler, state: SimulatorState
 ) -> web.StreamResponse | None:
     """Answer a request, through the fault plan if it is an API call; None: drop the connection."""
-    if request.path not in ANSWERS:
+    route = api_route(request.path)
+    if route is None:
         return await handler(request)
     settings = state.settings
-    match state.planner.plan(request.path):
+    match state.planner.plan(route):
         case Fault.OUTAGE if settings.outage_mode == "refuse":
             return None
         case Fault.OUTAGE:
@@ -139,7 +143,7 @@ async def _api_middleware(request: web.Request, handler: _Handler) -> web.Stream
     if request.path in _CONTROL_PATHS:
         return await handler(request)
     state = request.app[STATE_KEY]
-    path = request.path if request.path in ANSWERS else OTHER_PATH
+    path = api_route(request.path) or OTHER_PATH
     since_start_s = state.clock() - state.started_at_s
     logged = state.stats.started(path, request.headers, state.wall_clock(), since_start_s)
     status: Status | None = None
@@ -168,6 +172,11 @@ async def _answer(request: web.Request) -> web.Response:
         return _error(400, "body is not valid JSON")
     except ValueError as exc:  # MalformedRequestError, or a body that is not UTF-8
         return _error(400, str(exc))
+
+
+async def _stock(request: web.Request) -> web.Response:
+    status, body = answer_stock(request.match_info["sku"])
+    return web.json_response(body, status=status)
 
 
 async def _healthz(_request: web.Request) -> web.Response:
@@ -208,6 +217,7 @@ def build_app(state: SimulatorState) -> web.Application:
     app = web.Application(middlewares=[_api_middleware])
     app[STATE_KEY] = state
     app.router.add_routes([web.post(path, _answer) for path in ANSWERS])
+    app.router.add_get(STOCK_ROUTE, _stock)
     app.router.add_get("/healthz", _healthz)
     app.router.add_routes([web.get("/_control", _control), web.post("/_control", _control)])
     app.router.add_get("/_stats", _get_stats)

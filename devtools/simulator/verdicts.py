@@ -17,6 +17,11 @@ field as a string gets 400 ``{"error": "<why>"}``):
 - ``POST /v1/sanctions/screen`` ``{"subject"}`` -> ``{"subject", "hit", "list"}``: a hit
   on list ``SIM-OFAC`` iff the lower-cased subject contains ``sanctioned``, or ends with
   ``dead`` or ``6666``.
+- ``GET /v1/stock/{sku}`` (no body) -> ``{"sku", "known", "stock": {"available",
+  "warehouse"}}``: SKUs starting ``OOS-`` have 0 available, ``LOW-`` 1, ``GONE-`` are not
+  known (0 available); ``BROKEN-`` answers 503 ``{"error": "stock backend down"}`` every
+  time (a dependency that keeps failing); every other SKU has 100. Faults, rate limits and
+  statistics count every SKU under the one route ``/v1/stock/{sku}``.
 
 Fault plan, per API request in this order, the first that applies wins: outage (503
 ``{"error": "outage"}``, or the connection dropped if ``outage_mode`` is ``refuse``), rate
@@ -40,6 +45,9 @@ from typing import Any, Final, Literal
 EMAIL_PATH: Final = "/v1/email/verify"
 VAT_PATH: Final = "/v1/vat/check"
 SANCTIONS_PATH: Final = "/v1/sanctions/screen"
+STOCK_ROUTE: Final = "/v1/stock/{sku}"
+STOCK_PREFIX: Final = "/v1/stock/"
+STOCK_WAREHOUSE: Final = "SIM-1"
 SANCTIONS_LIST_NAME: Final = "SIM-OFAC"
 
 LatencyDistribution = Literal["fixed", "uniform", "exponential"]
@@ -120,6 +128,28 @@ def answer_sanctions(body: object) -> dict[str, object]:
     subject = _string_field(body, "subject")
     hit = sanctions_hit(subject)
     return {"subject": subject, "hit": hit, "list": SANCTIONS_LIST_NAME if hit else None}
+
+
+def answer_stock(sku: str) -> tuple[int, dict[str, object]]:
+    """The ``/v1/stock/{sku}`` answer: HTTP status and JSON body."""
+    if sku.startswith("BROKEN-"):
+        return 503, {"error": "stock backend down"}
+    known = not sku.startswith("GONE-")
+    available = 0 if sku.startswith(("OOS-", "GONE-")) else 1 if sku.startswith("LOW-") else 100
+    return 200, {
+        "sku": sku,
+        "known": known,
+        "stock": {"available": available, "warehouse": STOCK_WAREHOUSE},
+    }
+
+
+def api_route(path: str) -> str | None:
+    """The API route a request path belongs to (faults and statistics are per route)."""
+    if path in ANSWERS:
+        return path
+    if path.startswith(STOCK_PREFIX) and len(path) > len(STOCK_PREFIX):
+        return STOCK_ROUTE
+    return None
 
 
 ANSWERS: Final[Mapping[str, Callable[[object], dict[str, object]]]] = {

@@ -578,3 +578,31 @@ async def test_cli_prints_its_url_serves_and_exits_cleanly_on_signal(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("sku", "status", "available", "known"),
+    [
+        ("MUG-BLUE", 200, 100, True),
+        ("LOW-MUG", 200, 1, True),
+        ("OOS-MUG", 200, 0, True),
+        ("GONE-MUG", 200, 0, False),
+        ("BROKEN-MUG", 503, None, None),
+    ],
+)
+async def test_the_stock_endpoint_answers_per_sku_under_one_route(
+    harness: Harness,
+    session: aiohttp.ClientSession,
+    sku: str,
+    status: int,
+    available: int | None,
+    known: bool | None,
+) -> None:
+    """GET /v1/stock/{sku} follows the SKU rules; statistics count the route, not the SKU."""
+    sim = await harness.start()
+    got, body, _ = await call(session, f"{sim.url}/v1/stock/{sku}", method="GET")
+    assert got == status
+    if status == 200:
+        assert body["stock"]["available"] == available
+        assert body["known"] is known
+    assert "/v1/stock/{sku}" in json.dumps(await stats(session, sim))

@@ -14,7 +14,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,15 @@ class CliProcesses:
     def __init__(self) -> None:
         self.started: list[CliProcess] = []
 
-    async def start(self, config: Path, log: Path, *args: str) -> CliProcess:
-        """``processor run --config config [args]``, its output appended to ``log``."""
+    async def start(
+        self, config: Path, log: Path, *args: str, env: Mapping[str, str] | None = None
+    ) -> CliProcess:
+        """``processor run --config config [args]``, its output appended to ``log``
+        (``env``: the child's whole environment, by default this process's)."""
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "processor.cli", "run", "--config", str(config), *args,
-                stdout=out, stderr=asyncio.subprocess.STDOUT,
+                stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
             )  # fmt: skip
         started = CliProcess(proc, log)
         self.started.append(started)

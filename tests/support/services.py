@@ -21,13 +21,20 @@ simulator_process = stack.simulator
 
 def docker_engine_answers() -> bool:
     """True when a Docker engine answers a ping (the client alone is not enough)."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False  # nothing to ask (and docker-py leaks a socket when the ask fails)
     try:
         import docker
 
         client = docker.from_env(timeout=3)
+    except Exception:
+        return False
+    try:
         return bool(client.ping())
     except Exception:
         return False
+    finally:
+        client.close()  # its connection pool, or the socket is left to the GC (a warning)
 
 
 @contextlib.contextmanager

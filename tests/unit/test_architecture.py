@@ -19,9 +19,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # pure building blocks over the error tree: paths, evidence bounds, the custom-check
     # API, record types, schema comparison
     ("processor.fieldpaths", "processor.evidence", "processor.sdk", "processor.record_types",
-     "processor.schema_compat"),
+     "processor.schema_compat", "processor.payloads"),
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
-    ("processor.config", "processor.record_type_loading"),
+    ("processor.record_type_loading",),  # record types from config and entry points
+    ("processor.config",),
     # the edges (one library each) and the outcome values
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
      "processor.endpoint"),

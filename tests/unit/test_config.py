@@ -12,6 +12,7 @@ import yaml
 from processor.checkplan import CheckConfig
 from processor.config import Settings, load_settings, reference_problems
 from processor.errors import ConfigError
+from processor.record_types import PydanticRecordType
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "config" / "processor.example.yaml"
 
@@ -143,7 +144,11 @@ def test_checks_must_refer_to_known_record_types_and_fields(
     tmp_path: Path, checks: dict[str, Any], expected: str
 ) -> None:
     """Checks for unknown record types or naming unknown fields are rejected by name."""
-    data = {"upstreams": {"email": {"base_url": "http://127.0.0.1:1"}}, "checks": checks}
+    data = {
+        "record_types": {k: v for k, v in _example()["record_types"].items()},
+        "upstreams": {"email": {"base_url": "http://127.0.0.1:1"}},
+        "checks": checks,
+    }
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, data))
     assert expected in str(caught.value)
@@ -221,7 +226,8 @@ def test_reference_problems_take_the_record_type_table_as_input() -> None:
     check = CheckConfig(
         name="big", upstream="risk", path="/x", body={"a": "amount"}, pass_field="ok"
     )
-    assert reference_problems({"order.v1": [check]}, {"risk"}, {"order.v1": Order}) == []
+    order = PydanticRecordType("order.v1", Order)
+    assert reference_problems({"order.v1": [check]}, {"risk"}, {"order.v1": order}) == []
     assert reference_problems({"order.v1": [check]}, {"risk"}, {}) == [
         (("checks", "order.v1"), "unknown record type 'order.v1' (known: none)")
     ]

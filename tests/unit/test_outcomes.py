@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from processor.config import TopicsConfig
+from processor.config import OutcomesConfig, TopicsConfig
 from processor.inputs import Record
 from processor.outcomes import (
     MAX_ERROR_MESSAGE_CHARS,
@@ -109,9 +109,12 @@ def _document(verdict: Verdict) -> OutcomeDocument:
     )
 
 
-async def _publish(record: Record, outcome: Valid | Invalid | DeadLetter) -> Sent:
+async def _publish(
+    record: Record, outcome: Valid | Invalid | DeadLetter, payloads: OutcomesConfig | None = None
+) -> Sent:
     producer = FakeProducer()
-    ack = await OutcomePublisher(producer, TOPICS, PROCESSOR_ID).publish(record, outcome)
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, payloads)
+    ack = await publisher.publish(record, outcome)
     assert await asyncio.wait_for(ack, 1.0) == ("metadata", 1)
     [sent] = producer.sent
     return sent
@@ -187,18 +190,21 @@ async def test_the_dead_letter_error_message_is_bounded() -> None:
 async def test_valid_and_invalid_outcomes_are_published_as_json_documents(
     outcome: Valid | Invalid, topic: str
 ) -> None:
-    """Valid and Invalid go to their topics, keyed like the input, as round-tripping JSON."""
+    """Valid and Invalid go to their topics, keyed like the input, as round-tripping JSON,
+    with the input's headers (less its binary-mode ``ce_*`` attributes) then ours."""
     record = _record()
     sent = await _publish(record, outcome)
     assert sent.topic == topic
     assert sent.key == record.key
     assert sent.value is not None
     assert OutcomeDocument.model_validate_json(sent.value) == outcome.document
-    assert dict(sent.headers) == {
-        "content-type": b"application/json",
-        "record.id": b"rec-1",
-        "record.verdict": outcome.document.verdict.value.encode(),
-    }
+    assert sent.headers == [
+        ("traceparent", b"00-abc-01"),
+        ("traceparent", b"2"),
+        ("content-type", b"application/json"),
+        ("record.id", b"rec-1"),
+        ("record.verdict", outcome.document.verdict.value.encode()),
+    ]
 
 
 def test_topic_for_routes_each_outcome_kind() -> None:
@@ -207,3 +213,27 @@ def test_topic_for_routes_each_outcome_kind() -> None:
     assert publisher.topic_for(Valid(_document(Verdict.VALID))) == "out.valid"
     assert publisher.topic_for(Invalid(_document(Verdict.INVALID))) == "out.invalid"
     assert publisher.topic_for(_dead_letter()) == "out.dlq"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "payloads"),
+    [
+        (Valid(_document(Verdict.VALID)), OutcomesConfig(valid_payload="record")),
+        (Invalid(_document(Verdict.INVALID)), OutcomesConfig(invalid_payload="record")),
+    ],
+    ids=["valid", "invalid"],
+)
+async def test_the_record_payload_is_chosen_per_topic(
+    outcome: Valid | Invalid, payloads: OutcomesConfig
+) -> None:
+    """A topic set to ``record`` carries the CloudEvent; the other keeps the document."""
+    sent = await _publish(_record(), outcome, payloads)
+    assert dict(sent.headers)["content-type"] == b"application/cloudevents+json"
+    other = (
+        Invalid(_document(Verdict.INVALID))
+        if isinstance(outcome, Valid)
+        else Valid(_document(Verdict.VALID))
+    )
+    assert dict((await _publish(_record(), other, payloads)).headers)["content-type"] == (
+        b"application/json"
+    )
