@@ -7,6 +7,8 @@ Commands::
     processor check-config --config FILE             validate; print the effective config (YAML)
     processor topics create --config FILE            create the input and outcome topics
     processor produce --config FILE [--topic T]      publish JSON lines from stdin
+    processor schemas diff --config FILE --snapshots DIR [--type T] [--write]
+                                                     record types against stored JSON Schemas
     processor --version
 
 Exit codes (the README has the same table)::
@@ -15,7 +17,7 @@ Exit codes (the README has the same table)::
          was produced; also check-config whose reader left early (``| head``)
     1    runtime failure: Kafka unreachable or refusing, an outcome or produced record not
          acknowledged, the HTTP port taken, a worker that did not stop cleanly; an
-         unexpected error (with a traceback)
+         unexpected error (with a traceback); ``schemas diff`` found a breaking change
     2    bad configuration or usage, before anything connects: every config problem is
          printed, one line per key; ``run`` without ``--config`` or ``--no-config``
     130  interrupted (Ctrl-C) where no graceful stop applies (``produce`` reading stdin);
@@ -55,7 +57,8 @@ DESCRIPTION = (
 )
 EXIT_CODES = """exit codes:
   0    done (a run stopped gracefully on SIGTERM/SIGINT, the config is valid, ...)
-  1    runtime failure (Kafka unreachable, an outcome not acknowledged, HTTP port taken)
+  1    runtime failure (Kafka unreachable, an outcome not acknowledged, HTTP port taken);
+       schemas diff: a breaking change
   2    bad configuration or usage (every problem printed, one line per key)
   130  interrupted (Ctrl-C) where no graceful stop applies"""
 
@@ -112,7 +115,21 @@ def _parser() -> argparse.ArgumentParser:
         help="the record key: this field of each event, e.g. id or data.customer_id "
         "(default: no key)",
     )  # fmt: skip
-    for p in (check, topics, produce):
+    schemas = command(
+        "schemas", "Compare each record type's JSON Schema with a stored snapshot",
+        "diff prints every change, breaking ones first, and exits 1 if any change would break "
+        "consumers (a field removed or newly required, a type or constraint narrowed); "
+        "--write stores the current schemas as the new snapshots. A type without a snapshot "
+        "is new, which breaks nobody.",
+    )  # fmt: skip
+    schemas.add_argument("action", choices=["diff"], help="compare with the snapshots")
+    schemas.add_argument(
+        "--snapshots", type=Path, required=True, metavar="DIR",
+        help="the directory of <type>.json snapshots (keep it in version control)",
+    )  # fmt: skip
+    schemas.add_argument("--type", default=None, metavar="T", help="only this record type")
+    schemas.add_argument("--write", action="store_true", help="store the current schemas")
+    for p in (check, topics, produce, schemas):
         p.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     return parser
 
@@ -295,6 +312,32 @@ async def _produce(settings: Settings, topic: str | None, key_field: str | None)
     return EXIT_OK
 
 
+def _schemas_diff(settings: Settings, snapshots: Path, only: str | None, *, write: bool) -> int:
+    """Report each record type's changes against ``snapshots/<type>.json``; 1 if breaking."""
+    from processor.schema_compat import compare, render_report
+
+    names = settings.types.names()
+    if only is not None:
+        if only not in names:
+            _say(f"--type: unknown record type {only!r} (known: {', '.join(names) or 'none'})")
+            return EXIT_CONFIG
+        names = [only]
+    breaking = False
+    for name in names:
+        current = settings.types[name].json_schema()
+        stored = snapshots / f"{name}.json"
+        if stored.exists():
+            changes = compare(json.loads(stored.read_text()), current)
+            breaking = breaking or any(c.breaking for c in changes)
+            _print(f"{name}: {render_report(changes)}")
+        else:
+            _print(f"{name}: new (no snapshot at {stored})\n")
+        if write:
+            snapshots.mkdir(parents=True, exist_ok=True)
+            stored.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    return EXIT_FAILURE if breaking and not write else EXIT_OK
+
+
 def _command(args: argparse.Namespace) -> int:
     unconfigured = args.command == "run" and args.config is None and not args.no_config
     if unconfigured and args.worker_index is None:  # a worker's supervisor checked already
@@ -316,6 +359,8 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         _print(_effective_config(settings))
         return EXIT_OK
+    if args.command == "schemas":
+        return _schemas_diff(settings, args.snapshots, args.type, write=args.write)
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         if args.command == "topics":

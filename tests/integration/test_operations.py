@@ -138,10 +138,11 @@ async def test_no_secret_from_the_config_appears_in_a_full_runs_logs(
     log = tmp_path / "processor.log"
     with simulator_process() as url:
         config = write_config(tmp_path / "p.yaml", kafka_bootstrap, url, topics, upstreams=auth)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "processor.cli", "run", "--config", str(config),
-            stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "processor.cli", "run", "--config", str(config),
+                stdout=out, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
         try:
             assert await OutcomeCollector(kafka_bootstrap, topics).collect(set(coords), 120)
         finally:

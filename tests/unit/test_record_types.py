@@ -82,8 +82,8 @@ class Order(BaseModel):
 
 @pytest.fixture
 def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A package ``acme_orders`` on sys.path (models, a plain class, a module that raises)."""
-    package = tmp_path / "site" / "acme_orders"
+    """A package ``fake_shop`` on sys.path (models, a plain class, a module that raises)."""
+    package = tmp_path / "site" / "fake_shop"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "models.py").write_text(MODELS)
@@ -91,7 +91,7 @@ def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     (package / "broken.py").write_text("raise RuntimeError('boom at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     yield tmp_path / "site"
-    for name in [m for m in sys.modules if m == "acme_orders" or m.startswith("acme_orders.")]:
+    for name in [m for m in sys.modules if m == "fake_shop" or m.startswith("fake_shop.")]:
         del sys.modules[name]
 
 
@@ -279,8 +279,8 @@ def test_loads_import_paths_and_schema_files_relative_to_the_config(
     _write_schema(tmp_path / "order.v3.json", ORDER_SCHEMA)
     types = load_record_types(
         {
-            "order.v1": "acme_orders.models:OrderV1",
-            "order.v2": {"model": "acme_orders.models:Outer.Inner"},
+            "order.v1": "fake_shop.models:OrderV1",
+            "order.v2": {"model": "fake_shop.models:Outer.Inner"},
             "order.v3": {"json_schema": "order.v3.json"},
         },
         base_dir=tmp_path,
@@ -288,7 +288,7 @@ def test_loads_import_paths_and_schema_files_relative_to_the_config(
     )
     assert types.names() == ["order.v1", "order.v2", "order.v3"]
     assert isinstance(types["order.v1"], PydanticRecordType)
-    assert types["order.v1"].source == "acme_orders.models:OrderV1"
+    assert types["order.v1"].source == "fake_shop.models:OrderV1"
     assert "email" in types["order.v1"].field_names  # the alias is what records carry
     assert isinstance(types["order.v3"], JsonSchemaRecordType)
 
@@ -301,15 +301,15 @@ def test_every_bad_entry_is_reported_at_once_with_its_key(acme: Path, tmp_path: 
         load_record_types(
             {
                 "a.v1": "acme.models:OrderV1",
-                "b.v1": "acme_orders.models:Foo",
-                "c.v1": "acme_orders.models:not_a_model",
+                "b.v1": "fake_shop.models:Foo",
+                "c.v1": "fake_shop.models:not_a_model",
                 "d.v1": {"json_schema": "missing.json"},
                 "e.v1": {"json_schema": "bad.json"},
                 "f.v1": {"json_schema": "invalid.json"},
-                "g.v1": "acme_orders.broken:X",
+                "g.v1": "fake_shop.broken:X",
                 "h.v1": "no colon",
                 "i.v1": {"model": "x:Y", "json_schema": "y.json"},
-                "bad name!": "acme_orders.models:OrderV1",
+                "bad name!": "fake_shop.models:OrderV1",
             },
             base_dir=tmp_path,
             discover=False,
@@ -320,15 +320,15 @@ def test_every_bad_entry_is_reported_at_once_with_its_key(acme: Path, tmp_path: 
     missing = tmp_path / "missing.json"
     assert problems[:7] == [
         "record_types.a.v1: cannot import 'acme.models' (No module named 'acme')",
-        "record_types.b.v1: 'acme_orders.models' has no attribute 'Foo'",
-        "record_types.c.v1: 'acme_orders.models:not_a_model' is not a pydantic model class"
+        "record_types.b.v1: 'fake_shop.models' has no attribute 'Foo'",
+        "record_types.c.v1: 'fake_shop.models:not_a_model' is not a pydantic model class"
         " (it is a function)",
         f"record_types.d.v1: schema file '{missing}' does not exist",
         f"record_types.e.v1: schema file '{tmp_path / 'bad.json'}' is not valid JSON"
         " (line 1, column 2: Expecting property name enclosed in double quotes)",
         "record_types.f.v1: invalid JSON Schema at '/type': 5 is not valid under any of the"
         " schemas listed in the 'anyOf' keyword",
-        "record_types.g.v1: importing 'acme_orders.broken' raised RuntimeError: boom at import",
+        "record_types.g.v1: importing 'fake_shop.broken' raised RuntimeError: boom at import",
     ]
     assert problems[7].startswith("record_types.h.v1: 'no colon' is not an import path")
     assert problems[8].startswith("record_types.i.v1: expected exactly one of")
@@ -338,9 +338,9 @@ def test_every_bad_entry_is_reported_at_once_with_its_key(acme: Path, tmp_path: 
 def test_a_plain_class_is_not_a_model(acme: Path) -> None:
     """A class that is not a pydantic v2 model is refused, saying what it is."""
     with pytest.raises(ConfigError) as exc:
-        load_record_types({"o.v1": "acme_orders.plain:Order"}, base_dir=acme, discover=False)
+        load_record_types({"o.v1": "fake_shop.plain:Order"}, base_dir=acme, discover=False)
     assert _problems(exc) == [
-        "record_types.o.v1: 'acme_orders.plain:Order' is not a pydantic model class"
+        "record_types.o.v1: 'fake_shop.plain:Order' is not a pydantic model class"
         " (it is the class Order)"
     ]
 
@@ -350,15 +350,15 @@ def test_a_plain_class_is_not_a_model(acme: Path) -> None:
 
 def test_entry_point_types_are_discovered(acme: Path) -> None:
     """An installed package's entry point registers its type without any config."""
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.models:OrderV1"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.models:OrderV1"})
     types = load_record_types({}, base_dir=acme)
     assert "order.v1" in types.names()
-    assert types["order.v1"].source == "acme_orders.models:OrderV1"
+    assert types["order.v1"].source == "fake_shop.models:OrderV1"
 
 
 def test_discovery_can_be_turned_off(acme: Path) -> None:
     """With discover=False only the config's types load."""
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.models:OrderV1"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.models:OrderV1"})
     assert "order.v1" not in load_record_types({}, base_dir=acme, discover=False)
 
 
@@ -366,7 +366,7 @@ def test_the_config_overrides_an_entry_point_and_never_imports_it(
     acme: Path, tmp_path: Path
 ) -> None:
     """A config entry wins over an entry point of the same name, even a broken one."""
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.broken:OrderV1"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.broken:OrderV1"})
     _write_schema(tmp_path / "o.json", ORDER_SCHEMA)
     types = load_record_types({"order.v1": {"json_schema": "o.json"}}, base_dir=tmp_path)
     assert isinstance(types["order.v1"], JsonSchemaRecordType)
@@ -374,24 +374,24 @@ def test_the_config_overrides_an_entry_point_and_never_imports_it(
 
 def test_a_broken_entry_point_is_a_config_error_naming_the_package(acme: Path) -> None:
     """An entry point that does not import is reported with its group, name and package."""
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.broken:OrderV1"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.broken:OrderV1"})
     with pytest.raises(ConfigError) as exc:
         load_record_types({}, base_dir=acme)
     assert _problems(exc) == [
-        f"entry point {ENTRY_POINT_GROUP}:order.v1 in acme_orders 1.0: importing"
-        " 'acme_orders.broken' raised RuntimeError: boom at import"
+        f"entry point {ENTRY_POINT_GROUP}:order.v1 in fake_shop 1.0: importing"
+        " 'fake_shop.broken' raised RuntimeError: boom at import"
     ]
 
 
 def test_two_packages_claiming_one_name_must_be_settled_by_config(acme: Path) -> None:
     """Two entry points with one name are an error unless the config names the type."""
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.models:OrderV1"})
-    _register(acme, "other_orders", {"order.v1": "acme_orders.models:Outer.Inner"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.models:OrderV1"})
+    _register(acme, "other_orders", {"order.v1": "fake_shop.models:Outer.Inner"})
     with pytest.raises(ConfigError) as exc:
         load_record_types({}, base_dir=acme)
     assert "registered by more than one entry point" in str(exc.value)
-    settled = load_record_types({"order.v1": "acme_orders.models:OrderV1"}, base_dir=acme)
-    assert settled["order.v1"].source == "acme_orders.models:OrderV1"
+    settled = load_record_types({"order.v1": "fake_shop.models:OrderV1"}, base_dir=acme)
+    assert settled["order.v1"].source == "fake_shop.models:OrderV1"
 
 
 def test_the_fake_dist_info_is_real_metadata(acme: Path) -> None:
@@ -399,5 +399,5 @@ def test_the_fake_dist_info_is_real_metadata(acme: Path) -> None:
     from importlib.metadata import entry_points
 
     assert "order.v1" not in [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    _register(acme, "acme_orders", {"order.v1": "acme_orders.models:OrderV1"})
+    _register(acme, "fake_shop", {"order.v1": "fake_shop.models:OrderV1"})
     assert "order.v1" in [ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)]
