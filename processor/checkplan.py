@@ -142,14 +142,17 @@ class CheckPlan:
     def judge(
         self, answer: Mapping[str, Any], data: Any, item: Any = MISSING
     ) -> tuple[bool, dict[str, Any]]:
-        """Whether an answer passes, and the evidence kept from it (bounded).
+        """Whether an answer passes, and the evidence kept from it (bounded): the field the
+        condition reads, the value it compares with, and the reason field.
 
         Raises:
             FieldMissingError: ``value_field`` has no value in the record.
         """
         cond = self.condition
         expected = cond.value
-        evidence = {k: bounded(v) for k, v in answer.items() if isinstance(v, str | int | bool)}
+        # What the verdict rests on, no more: the answer's echo of the request (the e-mail,
+        # the SKU) would repeat the record's own data in its outcome.
+        evidence: dict[str, Any] = {}
         if cond.value_field is not None:
             expected = self.lookup(data, item)(cond.value_field)
             if expected is MISSING:

@@ -133,6 +133,18 @@ async def test_a_valid_customer_is_valid_with_normalised_data() -> None:
     assert [(c.name, c.status) for c in doc.checks] == [("email_ok", CheckStatus.PASSED)]
 
 
+async def test_a_valid_outcome_document_repeats_no_value_of_the_record() -> None:
+    """The data appears once (normalized_data): not again in event, nor in the evidence of a
+    check whose upstream echoes the request."""
+    email = "alice.ops@example.com"
+    caller = FakeCaller("email", {"email": email, "ok": True, "why": None})
+    outcome = await _process(_pipeline([_check("email_ok", caller)]), _record())
+    assert isinstance(outcome, Valid)
+    dumped = outcome.document.model_dump_json()
+    assert dumped.count(email) == 1
+    assert outcome.document.checks[0].evidence == {"ok": True, "why": None}
+
+
 async def test_a_check_is_sent_the_normalised_field_values() -> None:
     """The request body maps request keys to the record's normalised field values."""
     caller = FakeCaller("email", {"ok": True})
