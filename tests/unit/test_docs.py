@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_readme_embeds_the_example_config_verbatim() -> None:
     """The annotated config in the README is the file the demo runs with, to the byte."""
-    start = README.index("```yaml\n") + len("```yaml\n")
+    start = README.index("```yaml\n# Record processor configuration") + len("```yaml\n")
     embedded = README[start : README.index("```", start)]
     assert embedded == (ROOT / "deploy" / "config" / "processor.example.yaml").read_text()
 
