@@ -61,19 +61,23 @@ async def run_to_completion(
     return app, result, side.result() if side is not None else None
 
 
+RATE = 100
+
+
 async def test_rate_limit_is_used_to_within_five_percent_without_a_single_429(
     kafka_bootstrap: str, simulator_url: str, tmp_path: Path
 ) -> None:
-    """With the e-mail API limited to 200 requests/s and the processor set to 200/s, a
-    10,000-record run never gets a 429 and calls it at 200/s within 5%."""
+    """With the e-mail API limited to 100 requests/s and the processor set to 100/s, a
+    6,000-record run never gets a 429 and calls it at 100/s within 5%. (At 200/s this
+    2-core machine ran out of CPU before the limit: 119-156 requests/s on some days.)"""
     topics = unique_topics("rate")
     await create_topics(kafka_bootstrap, topics, partitions=4)
-    corpus = build_corpus(10_000, keys=40, seed=21)
-    # burst 20 = 100 ms of slack: the simulator stamps arrivals when its loop gets to them
-    with simulator("--rate-limit-rps", "200", "--rate-limit-burst", "20") as limited:
+    corpus = build_corpus(6_000, keys=40, seed=21)
+    # burst 10 = 100 ms of slack: the simulator stamps arrivals when its loop gets to them
+    with simulator("--rate-limit-rps", str(RATE), "--rate-limit-burst", "10") as limited:
         settings = settings_for(
             tmp_path, kafka_bootstrap, simulator_url, topics,
-            upstreams={"email": {"base_url": limited.url, "rate_limit_rps": 200,
+            upstreams={"email": {"base_url": limited.url, "rate_limit_rps": RATE,
                                  "rate_limit_burst": 5}},
         )  # fmt: skip
         app, result, _ = await run_to_completion(settings, kafka_bootstrap, corpus)
@@ -86,7 +90,7 @@ async def test_rate_limit_is_used_to_within_five_percent_without_a_single_429(
     steady = [t for t in times if times[0] + 1.0 <= t <= times[-1] - 1.0]
     rate = (len(steady) - 1) / (steady[-1] - steady[0])
     print(f"\nmeasured e-mail API rate: {rate:.1f} requests/s over {len(arrivals)} calls")
-    assert 190.0 <= rate <= 210.0
+    assert 0.95 * RATE <= rate <= 1.05 * RATE
     assert metric(app, "processor_rate_limiter_wait_seconds_count", upstream="email") > 0
 
 

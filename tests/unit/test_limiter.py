@@ -197,3 +197,45 @@ async def test_no_window_gets_more_than_burst_plus_rate_times_its_length(
         for start in granted:
             inside = sum(1 for g in granted if start <= g <= start + window_s)
             assert inside <= limit, (window_s, start)
+
+
+async def test_a_caller_that_gives_up_costs_no_token_and_the_next_is_served() -> None:
+    """A queued caller cancelled before its turn is skipped: the next caller gets its token."""
+    time = FakeTime()
+    bucket = _bucket(time, 1.0)
+    await bucket.acquire()  # the only token: the next two must queue
+    first = asyncio.create_task(bucket.acquire())
+    second = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    first.cancel()
+    waited = await asyncio.wait_for(second, BOUND_S)
+    assert waited == pytest.approx(1.0)
+    assert first.cancelled()
+
+
+async def test_when_every_waiter_gives_up_the_dispatcher_ends() -> None:
+    """No task outlives the callers it served (nothing left pending at shutdown)."""
+    bucket = TokenBucket(1.0, 1)  # the real clock: the dispatcher sleeps for real
+    await bucket.acquire()
+    waiter = asyncio.create_task(bucket.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    dispatcher = bucket._dispatcher
+    assert dispatcher is not None
+    await asyncio.wait_for(asyncio.gather(dispatcher, return_exceptions=True), BOUND_S)
+    assert dispatcher.done()
+
+
+async def test_one_wake_up_serves_every_token_that_is_due() -> None:
+    """A late wake-up loses no rate: every token that refilled meanwhile is granted, FIFO,
+    before the next sleep."""
+    time = FakeTime()
+    bucket = _bucket(time, 10.0, burst=5)
+    for _ in range(5):
+        await bucket.acquire()  # empty the bucket
+    time.hooks.append(lambda: time.advance(0.4))  # the loop wakes 0.4 s late: 4 more due
+    granted = await _acquire_together(bucket, time, 5)
+    assert time.sleeps == pytest.approx([0.1, 0.1])  # two wake-ups for five grants
+    assert granted == sorted(granted)
