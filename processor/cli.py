@@ -38,13 +38,13 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from processor import __version__
-from processor.config import Settings, load_settings
 from processor.errors import ConfigError, ProcessorError
-from processor.logs import configure_logging
+
+if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler (see main)
+    from processor.config import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Lines ``produce`` reads ahead of the producer.
@@ -232,6 +232,8 @@ def _effective_config(settings: Settings) -> str:
     (its default holds this command's own PID, not the one a run would have)."""
     exclude = None if "instance_id" in settings.model_fields_set else {"instance_id"}
     data = settings.model_dump(mode="json", exclude=exclude)
+    import yaml
+
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -347,6 +349,8 @@ def _command(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     try:
+        from processor.config import load_settings
+
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
         if args.command in ("run", "check-config"):
@@ -361,6 +365,8 @@ def _command(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command == "schemas":
         return _schemas_diff(settings, args.snapshots, args.type, write=args.write)
+    from processor.logs import configure_logging
+
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         if args.command == "topics":
@@ -371,7 +377,6 @@ def _command(args: argparse.Namespace) -> int:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:
             return asyncio.run(_supervise(args.config, workers, settings))
-        signal.signal(signal.SIGTERM, _note_early_stop)  # until the loop's handler takes over
         return asyncio.run(_run(settings))
     except ProcessorError as exc:
         _say(str(exc))
@@ -381,11 +386,20 @@ def _command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``processor`` console script; returns the exit code."""
     args = _parser().parse_args(argv)  # usage errors exit 2, --help and --version 0
+    restore: Callable[[], object] | None = None
+    if args.command == "run" and threading.current_thread() is threading.main_thread():
+        # Before the service's modules load (a second on a busy machine): a supervisor or an
+        # orchestrator that stops a worker it has just started gets a clean stop, not -15.
+        previous = signal.signal(signal.SIGTERM, _note_early_stop) or signal.SIG_DFL
+        restore = lambda: signal.signal(signal.SIGTERM, previous)  # noqa: E731
     try:
         return _command(args)
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if restore is not None:
+            restore()
 
 
 if __name__ == "__main__":
