@@ -16,6 +16,8 @@
     │   ├── UpstreamRateLimited        upstream.rate_limited (429) retriable
     │   └── UpstreamBadResponse        upstream.bad_response       not retriable
     ├── PublishError                   an outcome could not be published: fatal for the process
+    ├── RecordRejected                 the Kafka client refused one record as it is (too large,
+    │                                  neither key nor value): that record gets a fallback
     ├── KafkaUnavailable               the broker could not be reached or refused a request
     │   └── CommitFailed               an offset commit was refused (rebalance) or failed: not fatal
     └── EndpointError                  the operations endpoint could not start (port taken)
@@ -104,6 +106,12 @@ class UpstreamBadResponse(UpstreamError):
 
 class PublishError(ProcessorError):
     """The broker did not acknowledge an outcome. The record is not committed; we stop."""
+
+
+class RecordRejected(ProcessorError):
+    """The producer refused one record as it is: over ``max_request_size``, neither key nor
+    value, or a header it cannot encode. That record's problem, never the process's: the
+    publisher sends a fallback dead letter that fits instead."""
 
 
 class KafkaUnavailable(ProcessorError):

@@ -18,15 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.config import KafkaConfig
-from processor.errors import CommitFailed, KafkaUnavailable
+from processor.errors import CommitFailed, KafkaUnavailable, RecordRejected
 from processor.inputs import InputRecord
 
 ADMIN_TIMEOUT_S = 30.0
@@ -165,6 +165,33 @@ def _make_consumer(
     )
 
 
+class OutcomeProducer:
+    """The producer as the publisher sees it: a refusal of one record (too large, neither key
+    nor value, a header it cannot encode) is :class:`~processor.errors.RecordRejected`, not a
+    client failure; anything else comes through as it is."""
+
+    def __init__(self, client: AIOKafkaProducer) -> None:
+        self._client = client
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        try:
+            future: asyncio.Future[Any] = await self._client.send(
+                topic, value=value, key=key, partition=partition,
+                timestamp_ms=timestamp_ms, headers=headers,
+            )  # fmt: skip
+        except (MessageSizeTooLargeError, AssertionError, TypeError, ValueError) as exc:
+            raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+        return future
+
+
 class KafkaClients:
     """The producer and the group consumer of one instance, started and stopped together.
 
@@ -174,7 +201,8 @@ class KafkaClients:
 
     def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
                  drain_timeout_s: float) -> None:  # fmt: skip
-        self.producer = _make_producer(config)
+        self._producer = _make_producer(config)
+        self.producer = OutcomeProducer(self._producer)
         self._consumer = _make_consumer(config, max_partition_fetch_bytes, drain_timeout_s)
         self.consumer = KafkaConsumer(self._consumer)
 
@@ -185,7 +213,7 @@ class KafkaClients:
             KafkaUnavailable: The broker could not be reached; nothing is left running.
         """
         try:
-            await self.producer.start()
+            await self._producer.start()
             await self._consumer.start()
         except (KafkaError, OSError) as exc:
             with contextlib.suppress(Exception):
@@ -195,14 +223,14 @@ class KafkaClients:
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every queued record is acknowledged or failed; False on timeout/error."""
         try:
-            await asyncio.wait_for(self.producer.flush(), timeout_s)
+            await asyncio.wait_for(self._producer.flush(), timeout_s)
         except (KafkaError, TimeoutError):
             return False
         return True
 
     async def stop(self) -> None:
         """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
-        for client in (self._consumer, self.producer):
+        for client in (self._consumer, self._producer):
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
                 await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
 

@@ -16,16 +16,20 @@ acknowledgement as a future; the engine counts a record finished only when it re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from processor.config import OutcomesConfig, TopicsConfig
+from processor.errors import RecordRejected
 from processor.inputs import InputRecord
 from processor.payloads import encode
 from schemas.outcomes import OutcomeDocument, ReasonCode
 
 MAX_ERROR_MESSAGE_CHARS = 512
+#: A fallback dead letter keeps the key and the input headers while each stays under this.
+FALLBACK_KEPT_BYTES = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +72,16 @@ class Producer(Protocol):
 
 
 def dead_letter_headers(
-    record: InputRecord, outcome: DeadLetter, processor_id: str
+    record: InputRecord,
+    outcome: DeadLetter,
+    processor_id: str,
+    headers: Sequence[tuple[str, bytes]] | None = None,
 ) -> list[tuple[str, bytes]]:
-    """The input's headers without old ``dlq.*`` ones, plus this dead letter's set."""
+    """The input's headers (or ``headers``) without old ``dlq.*`` ones, plus this dead
+    letter's set."""
     first = outcome.first_failure_at or datetime.now(UTC)
-    kept = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
+    source = record.headers if headers is None else headers
+    kept = [(k, v) for k, v in source if not k.startswith("dlq.")]
     added = {
         "dlq.reason": outcome.reason.value,
         "dlq.error.class": outcome.error_class,
@@ -85,7 +94,42 @@ def dead_letter_headers(
         "dlq.first.failure.time": first.isoformat(timespec="milliseconds"),
         "dlq.processor": processor_id,
     }
-    return kept + [(k, v.encode()) for k, v in added.items()]
+    # backslashreplace: a message may quote input that is not valid Unicode (a lone surrogate)
+    return kept + [(k, v.encode("utf-8", "backslashreplace")) for k, v in added.items()]
+
+
+def fallback_dead_letter(
+    record: InputRecord, outcome: Outcome, error: Exception, processor_id: str
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of a dead letter that fits where the outcome did not.
+
+    The value is left out (empty, never null: Kafka needs a key or a value) and
+    ``dlq.value.omitted`` says why, ``dlq.value.bytes`` how large it was (``null`` for a null
+    value); the key and the input's headers are kept while they stay under
+    :data:`FALLBACK_KEPT_BYTES`. The ``dlq.original.*`` headers say where to find the record.
+    The reason is the dead letter's own, or ``decode.failed`` for a verdict whose outcome
+    could not be encoded (its input holds text that is not valid Unicode).
+    """
+    if isinstance(outcome, DeadLetter):
+        dead = outcome
+    else:
+        dead = DeadLetter(
+            reason=ReasonCode.DECODE_FAILED,
+            error_class=type(error).__name__,
+            message=f"the {outcome.document.verdict.value} outcome could not be encoded: {error}",
+        )
+    size = sum(len(k) + len(v or b"") for k, v in record.headers)
+    kept_input = list(record.headers) if size <= FALLBACK_KEPT_BYTES else []
+    headers = dead_letter_headers(record, dead, processor_id, kept_input)
+    why = f"{type(error).__name__}: {error}"[:MAX_ERROR_MESSAGE_CHARS]
+    headers += [
+        ("dlq.value.omitted", why.encode("utf-8", "backslashreplace")),
+        ("dlq.value.bytes", b"null" if record.value is None else str(len(record.value)).encode()),
+    ]
+    if not kept_input and record.headers:
+        headers.append(("dlq.headers.omitted", str(len(record.headers)).encode()))
+    key = record.key if record.key is not None and len(record.key) <= FALLBACK_KEPT_BYTES else None
+    return key, b"", headers
 
 
 class OutcomePublisher:
@@ -115,7 +159,22 @@ class OutcomePublisher:
                 return self._topics.dead_letter
 
     async def publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
-        """Queue the outcome in the producer (waits only if its buffer is full)."""
+        """Queue the outcome in the producer (waits only if its buffer is full).
+
+        An outcome that cannot be published as it is (it cannot be encoded, or the producer
+        refuses the record: too large, neither key nor value) is that record's problem: it
+        becomes a fallback dead letter that certainly fits (:func:`fallback_dead_letter`).
+        Only a failure to send that too reaches the caller (the broker refuses everything).
+        """
+        try:
+            return await self._publish(record, outcome)
+        except (RecordRejected, ValueError) as exc:  # ValueError: encoding (lone surrogates)
+            key, value, headers = fallback_dead_letter(record, outcome, exc, self._processor_id)
+            return await self._producer.send(
+                self._topics.dead_letter, value=value, key=key, headers=headers
+            )
+
+    async def _publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
         topic = self.topic_for(outcome)
         if isinstance(outcome, DeadLetter):
             return await self._producer.send(

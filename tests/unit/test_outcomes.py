@@ -12,11 +12,13 @@ import pytest
 from processor.config import OutcomesConfig, TopicsConfig
 from processor.inputs import Record
 from processor.outcomes import (
+    FALLBACK_KEPT_BYTES,
     MAX_ERROR_MESSAGE_CHARS,
     DeadLetter,
     Invalid,
     OutcomePublisher,
     Valid,
+    fallback_dead_letter,
 )
 from schemas.outcomes import (
     DLQ_HEADERS,
@@ -237,3 +239,39 @@ async def test_the_record_payload_is_chosen_per_topic(
     assert dict((await _publish(_record(), other, payloads)).headers)["content-type"] == (
         b"application/json"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "outcome", "reason", "size"),
+    [
+        (None, "dead-letter", b"decode.failed", b"null"),
+        (b"x" * 100, "dead-letter", b"decode.failed", b"100"),
+        (b"{}", "valid", b"decode.failed", b"2"),
+    ],
+    ids=["null-value", "refused-dead-letter", "unencodable-verdict"],
+)
+def test_a_fallback_dead_letter_leaves_the_value_out_and_says_why(
+    value: bytes | None, outcome: str, reason: bytes, size: bytes
+) -> None:
+    """The fallback's value is empty (never null), its headers say why and how large the value
+    was, and it keeps the coordinates, the key and small input headers."""
+    record = Record("in", 3, 1234, 1, b"key", value, ORIGINAL_HEADERS)
+    original = _dead_letter() if outcome == "dead-letter" else Valid(_document(Verdict.VALID))
+    key, out, headers = fallback_dead_letter(record, original, ValueError("nope"), PROCESSOR_ID)
+    named = dict(headers)
+    assert (key, out) == (b"key", b"")
+    assert named["dlq.reason"] == reason
+    assert named["dlq.value.bytes"] == size
+    assert named["dlq.value.omitted"] == b"ValueError: nope"
+    assert named["dlq.original.offset"] == b"1234"
+    assert headers[: len(ORIGINAL_HEADERS)] == ORIGINAL_HEADERS
+
+
+def test_a_fallback_drops_input_headers_too_large_to_be_sure_to_fit() -> None:
+    """Input headers over the fallback's bound are left out, and counted."""
+    big = [("blob", b"b" * (FALLBACK_KEPT_BYTES + 1))]
+    record = Record("in", 0, 7, 1, None, None, big)
+    key, _, headers = fallback_dead_letter(record, _dead_letter(), ValueError("x"), PROCESSOR_ID)
+    assert key is None
+    assert "blob" not in dict(headers)
+    assert dict(headers)["dlq.headers.omitted"] == b"1"

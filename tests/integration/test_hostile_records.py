@@ -1,0 +1,86 @@
+"""Records whose outcome cannot be published as it is get a fallback dead letter; the
+processor keeps running (the three classes an evaluation found stopping it for good)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from devtools.reconcile import OutcomeCollector
+from tests.support.setup import create_topics, running_app, settings_for, unique_topics
+
+NEAR_BROKER_LIMIT = 1_048_576 - 400  # over max_record_bytes, near the producer's request size
+
+
+def _event(record_id: str, data: str) -> bytes:
+    """A structured CloudEvent whose ``data`` is the JSON text given, as it is."""
+    head = json.dumps(
+        {"specversion": "1.0", "id": record_id, "source": "/hostile", "type": "customer.v1"}
+    )
+    return f'{head[:-1]}, "data": {data}}}'.encode()
+
+
+CUSTOMER = {"company_name": "Acme GmbH", "email": "ops@acme.de", "country": "DE"}
+GOOD = _event("h-good", json.dumps(CUSTOMER))
+HOSTILE: list[tuple[str, bytes | None, bytes | None]] = [
+    ("null key and null value", None, None),
+    ("lone surrogate in a value", b"k1", _event("h-1", '{"company_name": "\\ud800"}')),
+    ("lone surrogate in a field name", b"k2", _event("h-2", '{"\\ud800": 1}')),
+    ("value near the request limit", b"k3", b"x" * NEAR_BROKER_LIMIT),
+]
+
+
+async def _send_raw(
+    producer: AIOKafkaProducer, topic: str, key: bytes | None, value: bytes | None
+) -> asyncio.Future[RecordMetadata]:
+    """Send as other clients may: aiokafka's own send refuses a null key with a null value,
+    so that one record goes straight to its accumulator (partition 0, the only one)."""
+    if key is not None or value is not None:
+        sent: asyncio.Future[RecordMetadata] = await producer.send(topic, value=value, key=key)
+        return sent
+    await producer.client._wait_on_metadata(topic)
+    future: asyncio.Future[RecordMetadata] = await producer._message_accumulator.add_message(
+        TopicPartition(topic, 0), None, None, 30.0, timestamp_ms=None, headers=[]
+    )
+    return future
+
+
+async def test_hostile_records_get_a_dead_letter_and_the_processor_keeps_going(
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """Each hostile record gets exactly one outcome (a dead letter that fits, saying why the
+    value was left out), and a good record after them is validated: nothing stops the run."""
+    topics = unique_topics("hostile")
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_097_152)
+    await producer.start()
+    try:
+        sent = [await _send_raw(producer, topics.input, k, v) for _, k, v in HOSTILE]
+        sent.append(await producer.send(topics.input, value=GOOD, key=b"good"))
+        metas = await asyncio.wait_for(asyncio.gather(*sent), 60)
+    finally:
+        await producer.stop()
+    coords = {(m.partition, m.offset) for m in metas}
+
+    settings = settings_for(tmp_path, kafka_bootstrap, simulator_url, topics)
+    async with running_app(settings):  # on exit: a graceful stop with exit code 0
+        collector = OutcomeCollector(kafka_bootstrap, topics)
+        assert await collector.collect(coords, timeout_s=60, settle_s=0.5)
+
+    by_offset = {outcome.input[1]: outcome for outcome in collector.in_order}
+    assert len(collector.in_order) == len(coords), "exactly one outcome per input"
+    for (label, _, value), meta in zip(HOSTILE, metas, strict=False):
+        outcome = by_offset[meta.offset]
+        headers = dict(outcome.headers)
+        assert outcome.kind == "dead-letter", label
+        assert headers["dlq.reason"] in (b"decode.failed", b"record.too_large"), label
+        assert outcome.value == b"", label
+        expected_size = b"null" if value is None else str(len(value)).encode()
+        assert headers["dlq.value.bytes"] == expected_size, label
+        assert headers["dlq.value.omitted"], label
+    assert dict(by_offset[metas[-1].offset].headers).get("dlq.reason") is None
+    assert by_offset[metas[-1].offset].kind == "valid"
