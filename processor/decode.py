@@ -47,12 +47,18 @@ def _json(raw: bytes, what: str) -> Any:
         raise DecodeError(
             f"{what} is not JSON: {exc.msg} at line {exc.lineno} col {exc.colno}"
         ) from exc
+    except RecursionError:
+        raise DecodeError(f"{what} is nested too deeply to decode") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise DecodeError(f"{what} is not decodable JSON: {str(exc)[:200]}") from exc
 
 
-def _binary_attributes(headers: dict[str, bytes]) -> dict[str, Any]:
+def _binary_attributes(headers: dict[str, bytes | None]) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     for name, raw in headers.items():
         if name.startswith(BINARY_HEADER_PREFIX):
+            if raw is None:  # Kafka allows a header without a value; an attribute needs one
+                raise DecodeError(f"header {name} has no value")
             attrs[name[len(BINARY_HEADER_PREFIX) :]] = _text(raw, f"header {name}")
     return attrs
 
@@ -74,11 +80,12 @@ def decode(record: InputRecord, max_record_bytes: int) -> DecodedEvent:
     value = record.value
     if value is not None and len(value) > max_record_bytes:
         raise RecordTooLarge(f"value is {len(value)} bytes, over the {max_record_bytes} limit")
-    headers = {name.lower(): raw for name, raw in record.headers}
+    # Kafka allows a header without a value (None), whatever the InputRecord type says
+    headers: dict[str, bytes | None] = {name.lower(): raw for name, raw in record.headers}
     binary = f"{BINARY_HEADER_PREFIX}specversion" in headers
     if binary:
         as_received = _binary_attributes(headers)
-        content_type = _text(headers.get("content-type", b"application/json"), "content-type")
+        content_type = _text(headers.get("content-type") or b"application/json", "content-type")
         if value is not None:
             if content_type.split(";")[0].strip().lower() not in _JSON_CONTENT_TYPES:
                 raise DecodeError(f"binary-mode content-type {content_type!r} is not JSON")

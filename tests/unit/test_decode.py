@@ -163,3 +163,25 @@ def test_binary_mode_tombstone_is_an_event_without_data() -> None:
     decoded = decode(_record(None, BINARY_HEADERS), LIMIT)
     assert decoded.binary_mode is True
     assert decoded.event.data is None
+
+
+BINARY = [("ce_specversion", b"1.0"), ("ce_id", b"b-1"), ("ce_source", b"/s"), ("ce_type", b"t")]
+
+
+@pytest.mark.parametrize(
+    ("value", "headers"),
+    [
+        (b'{"n": ' + b"9" * 5_000 + b"}", ()),
+        (b"[" * 5_000 + b"]" * 5_000, ()),
+        (b"{}", [*BINARY, ("ce_subject", None)]),
+    ],
+    ids=["5000-digit-integer", "5000-deep-nesting", "binary-header-without-value"],
+)
+def test_hostile_input_is_a_decode_failure_not_an_internal_error(
+    value: bytes, headers: Sequence[tuple[str, bytes | None]]
+) -> None:
+    """Input Python's JSON parser or our header reading cannot take is decode.failed (bad
+    input), never an exception that the pipeline would call internal.error."""
+    with pytest.raises(DecodeError) as caught:
+        decode(_record(value, headers), 10_000_000)  # type: ignore[arg-type]
+    assert caught.value.reason is ReasonCode.DECODE_FAILED
