@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devtools.reconcile import Coordinates, OutcomeCollector
-from processor.config import TopicsConfig
+from processor.config import KafkaConfig, TopicsConfig
+from processor.kafka import topic_partitions
 from tests.support.waiting import wait_until
 
 WATCH_LIMIT_S = 600.0  # the collector's own deadline; every wait of a test is shorter
@@ -33,15 +34,11 @@ async def outcome_records(bootstrap: str, topics: TopicsConfig) -> int:
     the end offset of a partition of a fresh topic is its record count.
     """
     names = (topics.valid, topics.invalid, topics.dead_letter)
+    known = await topic_partitions(KafkaConfig(bootstrap_servers=bootstrap), names)
+    tps = [TopicPartition(name, p) for name in names for p in known.get(name, ())]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await asyncio.wait_for(consumer.start(), CLIENT_TIMEOUT_S)
     try:
-        await asyncio.wait_for(consumer.topics(), CLIENT_TIMEOUT_S)  # loads the metadata
-        tps = [
-            TopicPartition(name, p)
-            for name in names
-            for p in consumer.partitions_for_topic(name) or ()
-        ]
         ends = await asyncio.wait_for(consumer.end_offsets(tps), CLIENT_TIMEOUT_S)
         return sum(ends.values())
     finally:

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.engine",),
     ("processor.intake", "processor.watchdog"),
     ("processor.status",),
-    ("processor.app", "processor.supervisor"),
+    ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli",),
 )  # fmt: skip
 SUBPACKAGES = ("processor.upstream",)
