@@ -33,6 +33,7 @@ from processor.checks import Check
 from processor.config import Settings
 from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
+from processor.guard import DeadLetterGuard
 from processor.intake import Intake
 from processor.kafka import KafkaClients
 from processor.metrics import Metrics
@@ -81,6 +82,7 @@ class App:
         #: Handles on what :meth:`run` built (for tests and tools; None until then).
         self.watchdog: Watchdog | None = None
         self.status: Status | None = None
+        self.guard: DeadLetterGuard | None = None
         #: The port the operations endpoint listens on (known once it is bound).
         self.http_port: int | None = None
 
@@ -88,6 +90,11 @@ class App:
     def ready(self) -> bool:
         """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
         return self.status is not None and self.status.ready
+
+    def resume_intake(self) -> None:
+        """Let a tripped dead-letter guard take records again (SIGUSR2)."""
+        if self.guard is not None:
+            self.guard.resume("signal")
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (signal handlers call this)."""
@@ -153,7 +160,11 @@ class App:
                 max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4),
                 drain_timeout_s=s.engine.drain_timeout_s,
             )
-            counts = OutcomeCounts(self.metrics)
+            guard = self.guard = DeadLetterGuard(
+                s.dead_letter_guard,
+                on_change=lambda tripped: self.metrics.dead_letter_guard_tripped.set(int(tripped)),
+            )
+            counts = OutcomeCounts(self.metrics, guard)
             engine = Engine(
                 pipeline=pipeline,
                 publisher=OutcomePublisher(
@@ -164,6 +175,7 @@ class App:
                 max_in_flight=s.engine.max_in_flight,
                 max_in_flight_per_partition=s.engine.max_in_flight_per_partition,
                 on_outcome=counts.record,
+                hold=lambda: guard.tripped,
             )
             intake = Intake(
                 consumer=kafka.consumer,
@@ -182,7 +194,7 @@ class App:
             status = self.status = Status(
                 instance_id=s.instance_id, upstreams=s.upstreams, config=s.endpoint,
                 metrics=self.metrics, counts=counts, engine=engine, watchdog=watchdog,
-                probe=kafka.consumer,
+                probe=kafka.consumer, guard=guard,
             )  # fmt: skip
             await kafka.start()
             stack.push_async_callback(kafka.stop)

@@ -291,6 +291,7 @@ async def _run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
     if _EARLY_STOP:  # asked to stop while starting: start, then stop at once, cleanly
         app.request_stop()
     return await app.run()

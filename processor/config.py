@@ -237,6 +237,20 @@ class EndpointConfig(_Frozen):
     broker_check_timeout_s: float = Field(default=2.0, gt=0)
 
 
+class GuardConfig(_Frozen):
+    """The dead-letter guard (``processor.guard``): pause intake when the dead-letter share of
+    recent outcomes says a deploy or an upstream is broken, instead of dead-lettering all."""
+
+    enabled: bool = False
+    max_dead_letter_ratio: float = Field(default=0.5, gt=0, lt=1)
+    window_s: float = Field(default=60.0, gt=0, description="the sliding window of outcomes")
+    min_outcomes: int = Field(default=100, ge=1, description="in the window, before it may trip")
+    resume: Literal["manual", "auto"] = Field(
+        default="manual", description="manual: POST /guard/resume or SIGUSR2; auto: cooldown_s"
+    )
+    cooldown_s: float = Field(default=300.0, gt=0)
+
+
 class LoggingConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -274,6 +288,7 @@ class Settings(BaseSettings):
     checks: dict[str, list[CheckConfig]] = Field(
         default_factory=dict, description="record type -> its checks"
     )
+    dead_letter_guard: GuardConfig = GuardConfig()
     logging: LoggingConfig = LoggingConfig()
     endpoint: EndpointConfig = EndpointConfig()
     _types: RecordTypes = PrivateAttr(default_factory=RecordTypes)

@@ -38,6 +38,7 @@ class StatusSource(Protocol):
 
     def readiness(self) -> dict[str, bool]: ...
     def status(self) -> dict[str, Any]: ...
+    def resume_guard(self, by: str) -> dict[str, Any]: ...
 
 
 def build_api(source: StatusSource, registry: CollectorRegistry) -> FastAPI:
@@ -71,6 +72,14 @@ def build_api(source: StatusSource, registry: CollectorRegistry) -> FastAPI:
     @api.get("/status", summary="Assignments, lag, in-flight, breakers, recent outcome rates")
     async def status() -> dict[str, Any]:
         return source.status()
+
+    @api.post(
+        "/guard/resume",
+        summary="Take records again after the dead-letter guard paused intake",
+        description="Answers whether it was tripped (resumed: true) and the guard's state.",
+    )
+    async def guard_resume() -> dict[str, Any]:
+        return source.resume_guard("endpoint")
 
     page = docs_page(api.openapi())
 

@@ -57,6 +57,7 @@ class Engine:
         max_in_flight: int,
         max_in_flight_per_partition: int,
         on_outcome: Callable[[Outcome, float], None] = lambda _o, _s: None,
+        hold: Callable[[], bool] = lambda: False,
     ) -> None:
         self._pipeline = pipeline
         self._publisher = publisher
@@ -65,6 +66,7 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_partition = max_in_flight_per_partition
         self._on_outcome = on_outcome
+        self._hold = hold
         self._partitions: dict[TP, PartitionOffsets] = {}
         self._lanes: dict[LaneKey, deque[InputRecord]] = {}
         self._lane_tasks: dict[LaneKey, asyncio.Task[None]] = {}
@@ -137,7 +139,7 @@ class Engine:
 
     def capacity(self) -> int:
         """How many more records may be taken before the global cap is reached."""
-        if self.memory_pressure:
+        if self.memory_pressure or self._hold():
             return 0
         return max(0, self.max_in_flight - self._in_flight)
 

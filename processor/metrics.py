@@ -50,6 +50,11 @@ class Metrics:
             "processor_check_seconds", "One check of one record, retries included.", ["check"],
             registry=r, buckets=_LATENCY_BUCKETS_S,
         )  # fmt: skip
+        self.dead_letter_guard_tripped = Gauge(
+            "processor_dead_letter_guard_tripped",
+            "1 while the dead-letter guard holds intake (too many recent dead letters).",
+            registry=r,
+        )
         self.in_flight = Gauge("processor_in_flight_records", "Taken, not yet acked.", registry=r)
         self.assigned_partitions = Gauge(
             "processor_assigned_partitions", "Input partitions assigned to this instance.",

@@ -22,6 +22,7 @@ from prometheus_client import Histogram
 from processor import __version__
 from processor.config import EndpointConfig
 from processor.engine import TP, Engine
+from processor.guard import DeadLetterGuard
 from processor.metrics import Metrics
 from processor.outcomes import DeadLetter, Outcome
 from processor.watchdog import Watchdog
@@ -40,8 +41,9 @@ class BrokerProbe(Protocol):
 class OutcomeCounts:
     """Outcomes acknowledged so far, by ``<topic>:<reason>``; also counted in the metrics."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, guard: DeadLetterGuard | None = None) -> None:
         self._metrics = metrics
+        self._guard = guard
         self.totals: Counter[str] = Counter()
         self._children: dict[str, tuple[CounterMetric, Histogram]] = {}
 
@@ -52,6 +54,8 @@ class OutcomeCounts:
             doc = outcome.document
             topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
         name = f"{topic}:{code}"
+        if self._guard is not None:
+            self._guard.observe(topic == "dead-letter", code)
         self.totals[name] += 1
         children = self._children.get(name)
         if children is None:  # labels() costs a lock and a dict lookup: once per series
@@ -80,6 +84,7 @@ class Status:
         engine: Engine,
         watchdog: Watchdog,
         probe: BrokerProbe,
+        guard: DeadLetterGuard | None = None,
     ) -> None:
         self._instance_id = instance_id
         self._upstreams = list(upstreams)
@@ -89,6 +94,7 @@ class Status:
         self._engine = engine
         self._watchdog = watchdog
         self._probe = probe
+        self._guard = guard
         self._broker_reachable = False
         self._lag: dict[TP, int] = {}
         self._samples: deque[tuple[float, int]] = deque()
@@ -128,7 +134,16 @@ class Status:
             "breakers": {n: _BREAKER_NAMES[v] for n, v in breakers.items()},
             "outcomes_total": dict(self._counts.totals),
             "outcomes_per_s_last_minute": round(rate, 1),
+            "dead_letter_guard": self._guard_state(),
         }
+
+    def _guard_state(self) -> dict[str, Any]:
+        return self._guard.state() if self._guard is not None else {"enabled": False}
+
+    def resume_guard(self, by: str) -> dict[str, Any]:
+        """Let a tripped dead-letter guard take records again (``POST /guard/resume``)."""
+        resumed = self._guard.resume(by) if self._guard is not None else False
+        return {"resumed": resumed, "dead_letter_guard": self._guard_state()}
 
     async def refresh(self) -> None:
         """Probe the broker, recompute the lag, set the gauges, sample the outcome rate."""
@@ -137,6 +152,8 @@ class Status:
         for (topic, partition), lag in self._lag.items():
             self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
         self._metrics.stalled.set(int(self._watchdog.stalled))
+        if self._guard is not None:
+            self._guard.tick()
         self._metrics.ready.set(int(self.ready))
         now = time.monotonic()
         self._samples.append((now, self._counts.total()))

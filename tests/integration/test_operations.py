@@ -82,7 +82,8 @@ async def test_endpoints_answer_from_a_live_run(
     assert body["ready"] is True
     assert sorted(body["assigned"]) == [f"{topics.input}-{p}" for p in range(3)]
     assert sum(body["outcomes_total"].values()) == 600
-    assert set(openapi.json()["paths"]) == {"/healthz", "/readyz", "/metrics", "/status"}
+    paths = {"/healthz", "/readyz", "/metrics", "/status", "/guard/resume"}
+    assert set(openapi.json()["paths"]) == paths
     assigned = [e for e in logs if e["event"] == "intake.assigned"]
     assert assigned == [{"event": "intake.assigned", "log_level": "info",
                          "partitions": [(topics.input, p) for p in range(3)]}]  # fmt: skip

@@ -47,6 +47,7 @@ GAUGES = (
     "processor_assigned_partitions",
     "processor_consumer_lag",
     "processor_stalled",
+    "processor_dead_letter_guard_tripped",
     "processor_ready",
     "processor_build_info",
 )

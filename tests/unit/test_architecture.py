@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
      "processor.endpoint"),
     ("processor.custom_checks",),  # user code behind an upstream handle
-    ("processor.metrics", "processor.checks"),
+    ("processor.metrics", "processor.checks", "processor.guard"),
     ("processor.pipeline",),
     ("processor.engine",),
     ("processor.intake", "processor.watchdog"),

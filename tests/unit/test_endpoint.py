@@ -24,6 +24,9 @@ class StaticSource:
     def status(self) -> dict[str, Any]:
         return {"instance": "test"}
 
+    def resume_guard(self, by: str) -> dict[str, Any]:
+        return {"resumed": by == "endpoint"}
+
 
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
