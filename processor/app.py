@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from processor import __version__
+from processor import __version__, tracing
 from processor.checks import Check
 from processor.config import Settings
 from processor.endpoint import EndpointServer, build_api
@@ -75,9 +75,13 @@ async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
 class App:
     """One processor instance: one consumer in the group."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, span_exporter: Any = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        #: Where spans go when ``tracing.enabled`` (None: OTLP/HTTP from ``OTEL_*``).
+        self._span_exporter = span_exporter
         self._stop = asyncio.Event()
         #: Handles on what :meth:`run` built (for tests and tools; None until then).
         self.watchdog: Watchdog | None = None
@@ -147,6 +151,9 @@ class App:
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
         board, activity = WaitBoard(), ActivityBoard()
         async with contextlib.AsyncExitStack() as stack:
+            if s.tracing.enabled:
+                tracing.install(s.name, s.instance_id, self._span_exporter)
+                stack.push_async_callback(asyncio.to_thread, tracing.uninstall)
             session = await stack.enter_async_context(make_session())
             pipeline = Pipeline(
                 record_types=s.types,

@@ -454,6 +454,10 @@ def _command(args: argparse.Namespace) -> int:
             from processor.custom_checks import load_custom_checks
 
             load_custom_checks(settings.checks)  # user code imports now, or exit 2
+            if settings.tracing.enabled:
+                from processor import tracing
+
+                tracing.require()
     except ConfigError as exc:
         _say(str(exc))
         return EXIT_CONFIG

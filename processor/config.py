@@ -251,6 +251,13 @@ class GuardConfig(_Frozen):
     cooldown_s: float = Field(default=300.0, gt=0)
 
 
+class TracingConfig(_Frozen):
+    """OpenTelemetry tracing (the ``[otel]`` extra); the exporter is configured by the
+    standard ``OTEL_*`` environment (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_SERVICE_NAME``...)."""
+
+    enabled: bool = False
+
+
 class LoggingConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -289,6 +296,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="record type -> its checks"
     )
     dead_letter_guard: GuardConfig = GuardConfig()
+    tracing: TracingConfig = TracingConfig()
     logging: LoggingConfig = LoggingConfig()
     endpoint: EndpointConfig = EndpointConfig()
     _types: RecordTypes = PrivateAttr(default_factory=RecordTypes)

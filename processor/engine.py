@@ -30,10 +30,11 @@ from typing import Any, Literal
 
 import structlog
 
+from processor import tracing
 from processor.errors import PublishError
 from processor.inputs import InputRecord
 from processor.offsets import PartitionOffsets
-from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid
+from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid, outcome_label
 from processor.pipeline import Pipeline
 from processor.slots import Slots
 from processor.waits import CURRENT_PARTITION
@@ -193,8 +194,11 @@ class Engine:
                 state = self._partitions.get((record.topic, record.partition))
                 async with self._slots:
                     started = time.perf_counter()
-                    outcome = await self._pipeline.process(record)
-                    ack = await self._publisher.publish(record, outcome)
+                    with tracing.record_span(record) as span:
+                        outcome = await self._pipeline.process(record)
+                        if span is not None:
+                            tracing.annotate(span, *outcome_label(outcome))
+                        ack = await self._publisher.publish(record, outcome)
                     took_s = time.perf_counter() - started
                 ack.add_done_callback(
                     functools.partial(self._acked, state, record, outcome, took_s)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from processor import tracing
 from processor.config import OutcomesConfig, TopicsConfig
 from processor.errors import RecordRejected
 from processor.inputs import InputRecord
@@ -54,6 +55,15 @@ class DeadLetter:
 
 
 Outcome = Valid | Invalid | DeadLetter
+
+
+def outcome_label(outcome: Outcome) -> tuple[str, str]:
+    """``(outcome topic kind, reason code)``: ``("valid", "ok")``, ``("dead-letter",
+    "decode.failed")``; the labels of the metrics and of the record's span."""
+    if isinstance(outcome, DeadLetter):
+        return "dead-letter", outcome.reason.value
+    doc = outcome.document
+    return doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
 
 
 class Producer(Protocol):
@@ -177,13 +187,16 @@ class OutcomePublisher:
     async def _publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
         topic = self.topic_for(outcome)
         if isinstance(outcome, DeadLetter):
-            return await self._producer.send(
-                topic,
-                value=record.value,
-                key=record.key,
-                timestamp_ms=record.timestamp,
-                headers=dead_letter_headers(record, outcome, self._processor_id),
-            )
+            with tracing.publish_span(topic):  # the input's headers stay as they are
+                return await self._producer.send(
+                    topic,
+                    value=record.value,
+                    key=record.key,
+                    timestamp_ms=record.timestamp,
+                    headers=dead_letter_headers(record, outcome, self._processor_id),
+                )
         payload = self._valid_payload if isinstance(outcome, Valid) else self._invalid_payload
         value, headers = encode(payload, outcome.document, record.headers)
-        return await self._producer.send(topic, value=value, key=record.key, headers=headers)
+        with tracing.publish_span(topic):
+            headers = tracing.outcome_headers(headers)  # a fresh traceparent, when tracing
+            return await self._producer.send(topic, value=value, key=record.key, headers=headers)

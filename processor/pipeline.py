@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from processor import tracing
 from processor.checks import Check
 from processor.config import ValidationConfig
 from processor.decode import DecodedEvent, decode
@@ -168,10 +169,11 @@ class Pipeline:
         self, record_id: str, data: dict[str, Any], checks: Sequence[Check], record: Any
     ) -> tuple[list[CheckResult | None], list[UpstreamError]]:
         async def one(check: Check) -> CheckResult | UpstreamError:
-            try:
-                return await check.run(record_id, data, record)
-            except UpstreamError as exc:
-                return exc
+            with tracing.check_span(check.name, check.config.upstream):
+                try:
+                    return await check.run(record_id, data, record)
+                except UpstreamError as exc:
+                    return exc
 
         if not checks:
             return [], []

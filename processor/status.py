@@ -24,7 +24,7 @@ from processor.config import EndpointConfig
 from processor.engine import TP, Engine
 from processor.guard import DeadLetterGuard
 from processor.metrics import Metrics
-from processor.outcomes import DeadLetter, Outcome
+from processor.outcomes import Outcome, outcome_label
 from processor.watchdog import Watchdog
 
 RATE_WINDOW_S = 60.0
@@ -48,11 +48,7 @@ class OutcomeCounts:
         self._children: dict[str, tuple[CounterMetric, Histogram]] = {}
 
     def record(self, outcome: Outcome, took_s: float) -> None:
-        if isinstance(outcome, DeadLetter):
-            topic, code = "dead-letter", outcome.reason.value
-        else:
-            doc = outcome.document
-            topic, code = doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
+        topic, code = outcome_label(outcome)
         name = f"{topic}:{code}"
         if self._guard is not None:
             self._guard.observe(topic == "dead-letter", code)

@@ -18,6 +18,7 @@ which returns::
      "by_endpoint": {path: {"200" | "429" | ... | "refused": count}},
      "idempotency_keys_distinct": int, "idempotency_keys_capped": bool,
      "requests_without_idempotency_key": int, "authorized_requests": int,
+     "traced_requests": int (with a W3C traceparent header),
      "by_second": {path: {"<epoch second>": count}},
      "first_request_at": float | null, "last_request_at": float | null,
      "last_429_at": {path: float}}

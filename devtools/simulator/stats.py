@@ -69,6 +69,7 @@ class SimulatorStats:
         self._idempotency_keys_capped = False
         self._without_idempotency_key = 0
         self._authorized = 0
+        self._traced = 0
         self._by_second: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self._first_request_at: float | None = None
         self._last_request_at: float | None = None
@@ -98,6 +99,8 @@ class SimulatorStats:
             self._idempotency_keys_capped = True
         if "Authorization" in headers or "X-Api-Key" in headers:
             self._authorized += 1
+        if "traceparent" in headers:
+            self._traced += 1
         if self._first_request_at is None:
             self._first_request_at = now_s
         self._last_request_at = now_s
@@ -134,6 +137,7 @@ class SimulatorStats:
             "idempotency_keys_capped": self._idempotency_keys_capped,
             "requests_without_idempotency_key": self._without_idempotency_key,
             "authorized_requests": self._authorized,
+            "traced_requests": self._traced,
             "by_second": {
                 path: {str(second): n for second, n in per_second.items()}
                 for path, per_second in self._by_second.items()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from processor import tracing
 from processor.config import UpstreamConfig
 from processor.errors import (
     UpstreamBadResponse,
@@ -124,6 +125,7 @@ class UpstreamClient:
             UpstreamBadResponse: Any other non-2xx answer, or a body that is not JSON.
         """
         headers = {"Idempotency-Key": request.idempotency_key, **self._auth_headers}
+        tracing.inject(headers)  # the current check's span, when tracing
         url = self._base_url + request.path  # escapes kept, anything else quoted (yarl)
         body = None if request.method == "GET" else request.json_body
         started = self._clock()

@@ -365,12 +365,14 @@ async def test_faults_apply_in_order_outage_rate_limit_timeout_error(
 async def test_stats_count_requests_keys_auth_statuses_and_seconds(
     harness: Harness, session: aiohttp.ClientSession
 ) -> None:
-    """/_stats reports per-path statuses, idempotency keys, auth, per-second counts and times."""
+    """/_stats reports per-path statuses, idempotency keys, auth, traceparents, per-second
+    counts and times."""
     sim = await harness.start(SimulatorSettings(rate_limit_rps=1))
     await call(session, sim.url + VAT, {"vat_id": "1"}, headers={"Idempotency-Key": "k1"})
     harness.wall_s += 1.0
     await call(session, sim.url + VAT, {"vat_id": "1"}, headers={"Idempotency-Key": "k1"})
-    await call(session, sim.url + EMAIL, {"email": "a"}, headers={"Authorization": "Bearer t"})
+    traced = {"Authorization": "Bearer t", "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    await call(session, sim.url + EMAIL, {"email": "a"}, headers=traced)
     await call(
         session, sim.url + "/nowhere", {}, headers={"x-api-key": "s", "Idempotency-Key": "k2"}
     )
@@ -383,6 +385,7 @@ async def test_stats_count_requests_keys_auth_statuses_and_seconds(
         "idempotency_keys_capped": False,
         "requests_without_idempotency_key": 1,
         "authorized_requests": 2,
+        "traced_requests": 1,
         "by_second": {
             VAT: {"1700000000": 1, "1700000001": 1},
             EMAIL: {"1700000001": 1},

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.config",),
     # the edges (one library each) and the outcome values
+    ("processor.tracing",),  # the OpenTelemetry edge (optional extra)
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
      "processor.endpoint"),
     ("processor.custom_checks",),  # user code behind an upstream handle
