@@ -173,11 +173,15 @@ class Intake:
 
     async def on_assigned(self, partitions: set[TP]) -> None:
         if self._transactions is not None:
+            # no record is taken before the producers fenced the previous owner and the
+            # offsets are read again: what a poll returns meanwhile is not owned yet, dropped
+            self._consumer.pause(partitions)
             try:
                 await self._transactions.assigned(partitions)
             except KafkaUnavailable as exc:  # records of these partitions cannot be taken
                 self._engine.fail(exc)
                 return
+            self._consumer.resume(partitions)
         self._engine.assign(partitions)
         self._paused -= partitions
         self._metrics.assigned_partitions.set(len(self._engine.assigned))

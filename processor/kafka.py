@@ -69,8 +69,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaConsumer:
     """The group consumer, in the service's terms (tuples, ints, our errors)."""
 
-    def __init__(self, client: AIOKafkaConsumer) -> None:
+    def __init__(self, client: AIOKafkaConsumer, auto_offset_reset: str = "earliest") -> None:
         self._client = client
+        self._reset = auto_offset_reset
 
     def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
         self._client.subscribe([topic], listener=_Listener(handler))
@@ -99,15 +100,24 @@ class KafkaConsumer:
         self._client.resume(*(tp for tp in live if tp in assignment))
 
     async def rewind(self, partitions: Iterable[TP]) -> None:
-        """Fetch the committed offsets of ``partitions`` afresh and seek to them (exactly-once:
-        after our producers fenced the previous owner, whose last transaction may have
-        committed offsets after the assignment read them).
+        """Fetch the committed offsets of ``partitions`` afresh and seek to them (or, with none,
+        to where ``auto_offset_reset`` says). Exactly-once: after our producers fenced the
+        previous owner, whose last transaction may have moved its offsets after the assignment
+        read them, and whatever a poll returned meanwhile (not taken: not ready) is read again.
 
         Raises:
             KafkaUnavailable: The group coordinator did not answer.
         """
         try:
-            await self._client.seek_to_committed(*(TopicPartition(t, p) for t, p in partitions))
+            for topic, partition in partitions:
+                tp = TopicPartition(topic, partition)
+                committed = await self._client.committed(tp)
+                if committed is not None:
+                    self._client.seek(tp, committed)
+                elif self._reset == "earliest":
+                    await self._client.seek_to_beginning(tp)
+                else:
+                    await self._client.seek_to_end(tp)
         except KafkaError as exc:
             raise KafkaUnavailable(f"cannot fetch committed offsets: {exc!r}") from exc
 
@@ -220,8 +230,20 @@ class OutcomeProducer:
         except (MessageSizeTooLargeError, AssertionError, TypeError, ValueError) as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         except IllegalOperation as exc:  # a transactional producer out of its transaction
-            raise PartitionFenced(f"cannot send: {exc}") from exc
+            if _fenced(self._client):
+                raise PartitionFenced(f"cannot send: {exc}") from exc
+            raise
         return future
+
+
+def _fenced(client: AIOKafkaProducer) -> bool:
+    """True once a newer producer with our transactional id fenced ``client`` (aiokafka
+    records it only in its transaction manager: the one place we read a private attribute)."""
+    manager = client._txn_manager
+    if manager is None or not manager.is_fatal_error():
+        return False
+    ended = manager.wait_for_transaction_end()
+    return bool(ended.done() and isinstance(ended.exception(), ProducerFenced))
 
 
 def is_fenced(exc: BaseException) -> bool:
@@ -295,13 +317,16 @@ class TransactionalProducers:
             await asyncio.wait_for(client.begin_transaction(), self._timeout_s)
         except ProducerFenced as exc:
             raise PartitionFenced(f"the producer of {tp} was fenced: {exc}") from exc
-        except (KafkaError, TimeoutError, OSError) as exc:
+        except (KafkaError, TimeoutError, OSError, IllegalOperation, AssertionError) as exc:
+            # aiokafka: IllegalOperation, or AssertionError on a transition its state forbids
+            if _fenced(client):  # found out on a send before this commit
+                raise PartitionFenced(f"the producer of {tp} was fenced: {exc!r}") from exc
             raise CommitFailed(f"transaction of {tp} not committed: {exc!r}") from exc
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every record sent by the open transactions is acknowledged."""
         try:
-            flushes = (client.flush() for client in self._clients.values())
+            flushes = (c.flush() for c in self._clients.values() if not _fenced(c))
             await asyncio.wait_for(asyncio.gather(*flushes), timeout_s)
         except (KafkaError, TimeoutError):
             return False
@@ -315,7 +340,13 @@ class TransactionalProducers:
             self._producers.pop(tp, None)
             if client is None:
                 continue
-            with contextlib.suppress(KafkaError, TimeoutError, OSError, IllegalOperation):
+            if _fenced(client):  # nothing to abort (reading the error also marks it seen)
+                with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                    await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+                continue
+            with contextlib.suppress(
+                KafkaError, TimeoutError, OSError, IllegalOperation, AssertionError
+            ):
                 await asyncio.wait_for(client.abort_transaction(), self._timeout_s)
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
                 await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
@@ -340,7 +371,7 @@ class KafkaClients:
         self._consumer = _make_consumer(
             config, max_partition_fetch_bytes, drain_timeout_s, isolation
         )
-        self.consumer = KafkaConsumer(self._consumer)
+        self.consumer = KafkaConsumer(self._consumer, config.auto_offset_reset)
         self.transactions = TransactionalProducers(config) if exactly_once else None
 
     async def start(self) -> None:
