@@ -89,25 +89,35 @@ class Intake:
         brings nothing while nothing is in flight: a backlog worked off, a test's script done.
         """
         next_commit = time.monotonic() + self._commit_interval_s
-        while not self._stop.is_set() and self._engine.fatal is None:
-            if time.monotonic() >= next_commit:  # also while intake is paused
-                await self.commit(final=False)
-                next_commit = time.monotonic() + self._commit_interval_s
-            self._apply_backpressure()
-            # Poll even when full: every partition is paused then, so nothing comes back,
-            # but the group sees us alive (max_poll_interval_ms).
-            room = max(1, min(self._engine.capacity(), self._fetch_max_records))
-            batches = await self._poll(room)
-            if burst and not batches and self._engine.in_flight == 0:
-                await self.commit()
-                return
-            for tp, records in batches.items():
-                if not self._engine.owns(tp):
-                    continue  # revoked while the fetch was under way
-                for record in records:
-                    self._engine.submit(record)
-                self.consumed_total += len(records)
-                self._metrics.records_consumed.inc(len(records))
+        # exactly-once: a periodic commit runs beside the loop, so records keep being taken
+        # (those past a partition's cut wait in their lanes) and start the moment it ends
+        committing: asyncio.Task[bool] | None = None
+        try:
+            while not self._stop.is_set() and self._engine.fatal is None:
+                if time.monotonic() >= next_commit:  # also while intake is paused
+                    if self._transactions is None:
+                        await self.commit(final=False)
+                    elif committing is None or committing.done():
+                        committing = asyncio.create_task(self.commit(final=False))
+                    next_commit = time.monotonic() + self._commit_interval_s
+                self._apply_backpressure()
+                # Poll even when full: every partition is paused then, so nothing comes back,
+                # but the group sees us alive (max_poll_interval_ms).
+                room = max(1, min(self._engine.capacity(), self._fetch_max_records))
+                batches = await self._poll(room)
+                if burst and not batches and self._engine.in_flight == 0:
+                    await self.commit()
+                    return
+                for tp, records in batches.items():
+                    if not self._engine.owns(tp):
+                        continue  # revoked while the fetch was under way
+                    for record in records:
+                        self._engine.submit(record)
+                    self.consumed_total += len(records)
+                    self._metrics.records_consumed.inc(len(records))
+        finally:
+            if committing is not None:
+                await committing  # never raises: a failed commit is the engine's fatal error
 
     async def _poll(self, room: int) -> Mapping[TP, Sequence[InputRecord]]:
         """``getmany``, abandoned when stop is asked: while the group is (re)joining and we
