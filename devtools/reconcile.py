@@ -4,6 +4,8 @@
 :class:`OutcomeCollector` reads the three outcome topics from the beginning (no group)
 and maps every outcome back to its input coordinates: from the outcome document's
 ``input`` for valid/invalid, from the ``dlq.original.*`` headers for dead letters.
+:func:`read_to_end` reads them all once, as a ``read_committed`` (exactly-once) or
+``read_uncommitted`` consumer sees them.
 :func:`reconcile` compares that with what each record was expected to get.
 """
 
@@ -146,6 +148,41 @@ class OutcomeCollector:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
+
+
+async def read_to_end(
+    bootstrap: str, topics: TopicsConfig, isolation_level: str, timeout_s: float = 60.0
+) -> dict[Coordinates, list[SeenOutcome]]:
+    """Every outcome the three outcome topics hold, by input, as a consumer with
+    ``isolation_level`` sees them (read once no transaction is open: the end is then the
+    high watermark, markers and aborted records included, which read_committed skips)."""
+    kinds: dict[str, OutcomeTopic] = {
+        topics.valid: "valid", topics.invalid: "invalid", topics.dead_letter: "dead-letter",
+    }  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        *kinds, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", isolation_level=isolation_level,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+    )  # fmt: skip
+    seen: dict[Coordinates, list[SeenOutcome]] = defaultdict(list)
+    await asyncio.wait_for(consumer.start(), timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not (tps := consumer.assignment()):  # every partition, once metadata came
+                await consumer.getmany(timeout_ms=100)
+            ends = await consumer.end_offsets(list(tps))
+            left = {tp for tp in tps if ends[tp] > 0}
+            while left:
+                batches = await consumer.getmany(timeout_ms=200, max_records=5_000)
+                for tp, msgs in batches.items():
+                    for msg in msgs:
+                        outcome = _to_seen(kinds[tp.topic], msg)
+                        seen[outcome.input].append(outcome)
+                left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), 10)
+    return seen
 
 
 @dataclass

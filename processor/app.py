@@ -35,11 +35,12 @@ from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
 from processor.guard import DeadLetterGuard
 from processor.intake import Intake
-from processor.kafka import KafkaClients
+from processor.kafka import KafkaClients, is_fenced
 from processor.metrics import Metrics
 from processor.outcomes import OutcomePublisher
 from processor.pipeline import Pipeline
 from processor.status import OutcomeCounts, Status
+from processor.transactions import TransactionalCommits
 from processor.upstream import Session, UpstreamClient, make_session
 from processor.upstream.breaker import CircuitBreaker
 from processor.upstream.cache import ResponseCache
@@ -166,7 +167,9 @@ class App:
                 s.kafka,
                 max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4),
                 drain_timeout_s=s.engine.drain_timeout_s,
+                exactly_once=s.delivery == "exactly_once",
             )
+            txn = kafka.transactions
             guard = self.guard = DeadLetterGuard(
                 s.dead_letter_guard,
                 on_change=lambda tripped: self.metrics.dead_letter_guard_tripped.set(int(tripped)),
@@ -175,14 +178,19 @@ class App:
             engine = Engine(
                 pipeline=pipeline,
                 publisher=OutcomePublisher(
-                    kafka.producer, s.kafka.topics, f"{s.name}/{s.instance_id}", s.outcomes
+                    kafka.producer,
+                    s.kafka.topics,
+                    f"{s.name}/{s.instance_id}",
+                    s.outcomes,
+                    route=txn.producer_for if txn is not None else None,
                 ),
                 ordering=s.engine.ordering,
                 max_concurrency=s.engine.max_concurrency,
                 max_in_flight=s.engine.max_in_flight,
                 max_in_flight_per_partition=s.engine.max_in_flight_per_partition,
                 on_outcome=counts.record,
-                hold=lambda: guard.tripped,
+                is_fenced=is_fenced,
+                paused_by_guard=lambda: guard.tripped,
             )
             intake = Intake(
                 consumer=kafka.consumer,
@@ -194,7 +202,11 @@ class App:
                 drain_timeout_s=s.engine.drain_timeout_s,
                 board=board,
                 metrics=self.metrics,
-            )
+                transactions=None if txn is None else TransactionalCommits(
+                    engine=engine, transactions=txn, consumer=kafka.consumer,
+                    settle_timeout_s=s.engine.drain_timeout_s, metrics=self.metrics,
+                ),
+            )  # fmt: skip
             watchdog = self.watchdog = Watchdog(
                 engine, activity, s.engine.stall_timeout_s, s.engine.max_rss_mib
             )
@@ -216,7 +228,7 @@ class App:
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,
-                group=s.kafka.group_id, input=s.kafka.topics.input,
+                group=s.kafka.group_id, input=s.kafka.topics.input, delivery=s.delivery,
                 http=f"http://{s.endpoint.host}:{self.http_port}" if self.http_port else None,
                 record_types={t: s.types[t].source for t in s.types.names()},
                 checks={t: [c.name for c in s.checks.get(t, [])] for t in s.types.names()},

@@ -109,6 +109,17 @@ class KafkaConfig(_Frozen):
     producer_max_request_bytes: int = Field(default=1_048_576, ge=1_024)
     compression: Literal["none", "gzip", "lz4", "zstd"] = "none"
     flush_timeout_s: float = Field(default=30.0, gt=0)
+    transactional_id_prefix: str | None = Field(
+        default=None,
+        description=(
+            "delivery: exactly_once: each input partition's producer has the transactional id "
+            "<prefix>-<topic>-<partition> (default prefix: group_id)"
+        ),
+    )
+
+    def transactional_id(self, topic: str, partition: int) -> str:
+        """The transactional id of the producer that owns ``topic``/``partition``'s outcomes."""
+        return f"{self.transactional_id_prefix or self.group_id}-{topic}-{partition}"
 
 
 class EngineConfig(_Frozen):
@@ -287,6 +298,14 @@ class Settings(BaseSettings):
         description="also load the types installed packages register (entry points)",
     )
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description=(
+            "exactly_once: outcomes and the input offsets they cover are committed in one "
+            "Kafka transaction per input partition (read them with isolation_level "
+            "read_committed)"
+        ),
+    )
     kafka: KafkaConfig = KafkaConfig()
     engine: EngineConfig = EngineConfig()
     validation: ValidationConfig = ValidationConfig()

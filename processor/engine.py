@@ -14,6 +14,10 @@ only when the broker acknowledges the outcome.
 - **Commits**: the engine alone keeps what is committable and what was committed
   (:meth:`Engine.committable`, :meth:`Engine.mark_committed`, :meth:`Engine.committed`);
   the intake commits what it is told and reports back.
+- **Holds** (exactly-once, :mod:`processor.transactions`): :meth:`Engine.hold` cuts a
+  partition at its next offset; records taken after the cut do not start until
+  :meth:`Engine.unhold`, so once :meth:`Engine.settle` sees every record below the cut
+  finished, the outcomes published so far are exactly those of the offsets below the cut.
 - A failed acknowledgement is fatal (:attr:`Engine.fatal`): the record is not committed,
   the process stops, and a restart redoes it.
 """
@@ -26,7 +30,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import structlog
 
@@ -58,8 +62,11 @@ class Engine:
         max_in_flight: int,
         max_in_flight_per_partition: int,
         on_outcome: Callable[[Outcome, float], None] = lambda _o, _s: None,
-        hold: Callable[[], bool] = lambda: False,
+        is_fenced: Callable[[BaseException], bool] = lambda _e: False,
+        paused_by_guard: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``is_fenced`` (exactly-once) tells a publish error that means another instance
+        took the record's partition over: that partition is lost (:meth:`lose`), not fatal."""
         self._pipeline = pipeline
         self._publisher = publisher
         self._ordering = ordering
@@ -67,10 +74,13 @@ class Engine:
         self.max_in_flight = max_in_flight
         self.max_in_flight_per_partition = max_in_flight_per_partition
         self._on_outcome = on_outcome
-        self._hold = hold
+        self._is_fenced = is_fenced
+        self._paused_by_guard = paused_by_guard
         self._partitions: dict[TP, PartitionOffsets] = {}
         self._lanes: dict[LaneKey, deque[InputRecord]] = {}
         self._lane_tasks: dict[LaneKey, asyncio.Task[None]] = {}
+        #: Exactly-once: per held partition, its cut and the event that ends the hold.
+        self._holds: dict[TP, tuple[int, asyncio.Event]] = {}
         self._in_flight = 0
         self._progress = asyncio.Event()
         self.fatal: BaseException | None = None
@@ -85,13 +95,19 @@ class Engine:
         for tp in partitions:
             self._partitions.setdefault(tp, PartitionOffsets())
 
-    def release(self, partitions: Iterable[TP]) -> None:
-        """Forget partitions (after revoke): their unfinished lanes are cancelled."""
+    def release(self, partitions: Iterable[TP], *, lost: bool = False) -> None:
+        """Forget partitions (after revoke): their unfinished lanes are cancelled.
+
+        ``lost`` (exactly-once, fenced): their outcomes' failed acknowledgements are expected,
+        not fatal; nothing of theirs is committed.
+        """
         gone = set(partitions)
         for tp in gone:
             state = self._partitions.pop(tp, None)
             if state is not None:
                 self._in_flight -= state.in_flight
+                state.lost = lost
+            self.unhold(tp)
         for lane_key, task in list(self._lane_tasks.items()):
             if lane_key[0] in gone:
                 task.cancel()
@@ -130,6 +146,39 @@ class Engine:
     def assigned(self) -> list[TP]:
         return list(self._partitions)
 
+    # -- holds: cutting a partition's transaction (exactly-once) ------------------------
+    def hold(self, tp: TP) -> int | None:
+        """Cut ``tp`` at its next offset: records taken from now on wait until
+        :meth:`unhold`. Returns the cut, or None (and no hold) when nothing was taken since
+        the last commit or the partition is not assigned."""
+        state = self._partitions.get(tp)
+        cut = state.next_to_take() if state is not None else None
+        if cut is not None:
+            self._holds[tp] = (cut, asyncio.Event())
+        return cut
+
+    async def settle(self, tp: TP, cut: int, timeout_s: float) -> bool:
+        """Wait until every record of ``tp`` below ``cut`` is finished (its outcome acked).
+
+        Returns:
+            False if ``timeout_s`` passed first, a fatal error happened, or ``tp`` was released.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self.fatal is None and (state := self._partitions.get(tp)) is not None:
+            if state.finished_below(cut):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await self.wait_progress(min(left, 0.5))
+        return False
+
+    def unhold(self, tp: TP) -> None:
+        """Let the records of ``tp`` past its cut start."""
+        held = self._holds.pop(tp, None)
+        if held is not None:
+            held[1].set()
+
     # -- load -------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
@@ -140,7 +189,7 @@ class Engine:
 
     def capacity(self) -> int:
         """How many more records may be taken before the global cap is reached."""
-        if self.memory_pressure or self._hold():
+        if self.memory_pressure or self._paused_by_guard():
             return 0
         return max(0, self.max_in_flight - self._in_flight)
 
@@ -186,10 +235,14 @@ class Engine:
         lane.append(record)
 
     async def _run_lane(self, key: LaneKey, lane: deque[InputRecord]) -> None:
-        CURRENT_PARTITION.set(key[0])  # a lane never leaves its partition
+        tp = cast(TP, key[0])
+        CURRENT_PARTITION.set(tp)  # a lane never leaves its partition
         try:
             while lane:
                 record = lane[0]
+                if (held := self._holds.get(tp)) is not None and record.offset >= held[0]:
+                    await held[1].wait()
+                    continue  # the hold may have ended with a release
                 # the bookkeeping of the assignment this record was taken under
                 state = self._partitions.get((record.topic, record.partition))
                 async with self._slots:
@@ -207,7 +260,10 @@ class Engine:
         except asyncio.CancelledError:
             pass  # partition revoked or shutdown deadline passed: the next owner redoes it
         except Exception as exc:  # noqa: BLE001 - a publish failure stops the process
-            self._fail(PublishError(f"could not queue an outcome: {exc!r}"))
+            if self._is_fenced(exc):
+                self.lose(tp, exc)
+                return
+            self.fail(PublishError(f"could not queue an outcome: {exc!r}"))
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
@@ -222,8 +278,13 @@ class Engine:
         future: asyncio.Future[Any],
     ) -> None:
         if future.cancelled() or future.exception() is not None:
+            if state is not None and state.lost:
+                return  # fenced: the partition's new owner redoes it
             err = future.exception() if not future.cancelled() else None
-            self._fail(PublishError(f"outcome not acknowledged: {err!r}"))
+            if err is not None and self._is_fenced(err):
+                self.lose((record.topic, record.partition), err)
+                return
+            self.fail(PublishError(f"outcome not acknowledged: {err!r}"))
             return
         if state is None or self._partitions.get((record.topic, record.partition)) is not state:
             return  # released (and maybe re-assigned) meanwhile: the current owner redoes it
@@ -244,7 +305,16 @@ class Engine:
                 offset=record.offset, record_id=outcome.document.record_id,
             )  # fmt: skip
 
-    def _fail(self, exc: BaseException) -> None:
+    def lose(self, tp: TP, exc: BaseException) -> None:
+        """Exactly-once: another instance fenced our producer of ``tp``. Drop its work
+        (nothing of it is committed; the new owner redoes it) and take no more of its records."""
+        if tp in self._partitions:
+            self.release([tp], lost=True)
+            log.warning("engine.partition_lost", topic=tp[0], partition=tp[1], error=str(exc))
+        self._progress.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the process: ``exc`` is fatal (its records are redone after a restart)."""
         if self.fatal is None:
             self.fatal = exc
             log.error("engine.fatal", error=str(exc))

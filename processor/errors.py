@@ -19,7 +19,10 @@
     ├── RecordRejected                 the Kafka client refused one record as it is (too large,
     │                                  neither key nor value): that record gets a fallback
     ├── KafkaUnavailable               the broker could not be reached or refused a request
-    │   └── CommitFailed               an offset commit was refused (rebalance) or failed: not fatal
+    │   ├── CommitFailed               an offset commit was refused (rebalance) or failed: not fatal
+    │   │                                  (exactly-once: a transaction not committed, fatal)
+    │   └── PartitionFenced            exactly-once: another instance's producer took over an
+    │                                  input partition; its uncommitted work is dropped
     └── EndpointError                  the operations endpoint could not start (port taken)
 
 Third-party errors are translated at one boundary each: aiohttp's in
@@ -121,6 +124,12 @@ class KafkaUnavailable(ProcessorError):
 class CommitFailed(KafkaUnavailable):
     """An offset commit failed (usually: the group is rebalancing). Logged, never fatal: the
     next commit, or the partition's next owner, covers the offsets."""
+
+
+class PartitionFenced(KafkaUnavailable):
+    """Exactly-once: the transactional producer of an input partition was fenced by a newer
+    one (the partition's new owner). We lost the partition: its open transaction is aborted,
+    its work is dropped without a commit, and the new owner redoes it."""
 
 
 class EndpointError(ProcessorError):

@@ -7,7 +7,8 @@ out of the group), takes at most as many records as the engine has room for, pau
 partitions over their cap and resumes them as work drains, and every ``commit_interval_s``
 commits what :meth:`Engine.committable` offers. On revoke it drains the revoked partitions
 with a deadline, commits them, and lets them go; whatever did not finish is redone by the
-new owner.
+new owner. With ``delivery: exactly_once`` commits, assignments and revokes go through
+:class:`~processor.transactions.TransactionalCommits` (one transaction per partition).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Protocol
 import structlog
 
 from processor.engine import TP, Engine
-from processor.errors import CommitFailed
+from processor.errors import CommitFailed, KafkaUnavailable
 from processor.inputs import InputRecord
 from processor.kafka import RebalanceHandler
 from processor.metrics import Metrics
+from processor.transactions import TransactionalCommits
 from processor.waits import WaitBoard
 
 log = structlog.get_logger("processor.intake")
@@ -57,8 +59,10 @@ class Intake:
         drain_timeout_s: float,
         board: WaitBoard,
         metrics: Metrics,
+        transactions: TransactionalCommits | None = None,
     ) -> None:
         self._consumer = consumer
+        self._transactions = transactions
         self._board = board
         self._metrics = metrics
         self._engine = engine
@@ -85,25 +89,35 @@ class Intake:
         brings nothing while nothing is in flight: a backlog worked off, a test's script done.
         """
         next_commit = time.monotonic() + self._commit_interval_s
-        while not self._stop.is_set() and self._engine.fatal is None:
-            if time.monotonic() >= next_commit:  # also while intake is paused
-                await self.commit()
-                next_commit = time.monotonic() + self._commit_interval_s
-            self._apply_backpressure()
-            # Poll even when full: every partition is paused then, so nothing comes back,
-            # but the group sees us alive (max_poll_interval_ms).
-            room = max(1, min(self._engine.capacity(), self._fetch_max_records))
-            batches = await self._poll(room)
-            if burst and not batches and self._engine.in_flight == 0:
-                await self.commit()
-                return
-            for tp, records in batches.items():
-                if not self._engine.owns(tp):
-                    continue  # revoked while the fetch was under way
-                for record in records:
-                    self._engine.submit(record)
-                self.consumed_total += len(records)
-                self._metrics.records_consumed.inc(len(records))
+        # exactly-once: a periodic commit runs beside the loop, so records keep being taken
+        # (those past a partition's cut wait in their lanes) and start the moment it ends
+        committing: asyncio.Task[bool] | None = None
+        try:
+            while not self._stop.is_set() and self._engine.fatal is None:
+                if time.monotonic() >= next_commit:  # also while intake is paused
+                    if self._transactions is None:
+                        await self.commit(final=False)
+                    elif committing is None or committing.done():
+                        committing = asyncio.create_task(self.commit(final=False))
+                    next_commit = time.monotonic() + self._commit_interval_s
+                self._apply_backpressure()
+                # Poll even when full: every partition is paused then, so nothing comes back,
+                # but the group sees us alive (max_poll_interval_ms).
+                room = max(1, min(self._engine.capacity(), self._fetch_max_records))
+                batches = await self._poll(room)
+                if burst and not batches and self._engine.in_flight == 0:
+                    await self.commit()
+                    return
+                for tp, records in batches.items():
+                    if not self._engine.owns(tp):
+                        continue  # revoked while the fetch was under way
+                    for record in records:
+                        self._engine.submit(record)
+                    self.consumed_total += len(records)
+                    self._metrics.records_consumed.inc(len(records))
+        finally:
+            if committing is not None:
+                await committing  # never raises: a failed commit is the engine's fatal error
 
     async def _poll(self, room: int) -> Mapping[TP, Sequence[InputRecord]]:
         """``getmany``, abandoned when stop is asked: while the group is (re)joining and we
@@ -144,12 +158,15 @@ class Intake:
         self._metrics.blocked_partitions.set(len(blocked))
         self._metrics.in_flight.set(engine.in_flight)
 
-    async def commit(self, partitions: set[TP] | None = None) -> bool:
+    async def commit(self, partitions: set[TP] | None = None, *, final: bool = True) -> bool:
         """Commit the watermark of each (given) partition that advanced.
 
         A commit that fails because the group is rebalancing is logged, not fatal: the
-        offsets are committed by the next commit or redone by the next owner.
+        offsets are committed by the next commit or redone by the next owner. Exactly-once:
+        see :meth:`TransactionalCommits.commit` (``final``: after a drain).
         """
+        if self._transactions is not None:
+            return await self._transactions.commit(partitions, final=final)
         offsets = self._engine.committable(partitions)
         if not offsets:
             return True
@@ -164,7 +181,17 @@ class Intake:
         self._engine.mark_committed(offsets)
         return True
 
-    def on_assigned(self, partitions: set[TP]) -> None:
+    async def on_assigned(self, partitions: set[TP]) -> None:
+        if self._transactions is not None:
+            # no record is taken before the producers fenced the previous owner and the
+            # offsets are read again: what a poll returns meanwhile is not owned yet, dropped
+            self._consumer.pause(partitions)
+            try:
+                await self._transactions.assigned(partitions)
+            except KafkaUnavailable as exc:  # records of these partitions cannot be taken
+                self._engine.fail(exc)
+                return
+            self._consumer.resume(partitions)
         self._engine.assign(partitions)
         self._paused -= partitions
         self._metrics.assigned_partitions.set(len(self._engine.assigned))
@@ -174,6 +201,8 @@ class Intake:
         drained = await self._engine.drain(partitions, self._drain_timeout_s)
         await self.commit(partitions)
         self._engine.release(partitions)
+        if self._transactions is not None:
+            await self._transactions.revoked(partitions)
         self._paused -= partitions
         self._metrics.assigned_partitions.set(len(self._engine.assigned))
         for topic, partition in partitions:  # no stale lag series for partitions we gave up

@@ -9,6 +9,8 @@ partitions as ``(topic, partition)`` tuples, offsets as ints, records as
   instance, started and stopped together;
 - :class:`KafkaConsumer`: what the intake calls (poll, pause, resume, commit, rebalance
   callbacks) plus the broker probe and the lag the status poller asks for;
+- :class:`TransactionalProducers` (``delivery: exactly_once``): one transactional producer per
+  assigned input partition, which commits that partition's outcomes with its input offsets;
 - :func:`produce_lines`: publish lines as records (``processor produce``);
 - :func:`ensure_topics`: create the input and outcome topics.
 """
@@ -22,11 +24,17 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalOperation,
+    KafkaError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from processor.config import KafkaConfig
-from processor.errors import CommitFailed, KafkaUnavailable, RecordRejected
+from processor.errors import CommitFailed, KafkaUnavailable, PartitionFenced, RecordRejected
 from processor.inputs import InputRecord
 
 ADMIN_TIMEOUT_S = 30.0
@@ -41,7 +49,7 @@ TP = tuple[str, int]
 class RebalanceHandler(Protocol):
     """What is told about partitions assigned to and revoked from this member (the intake)."""
 
-    def on_assigned(self, partitions: set[TP]) -> None: ...
+    def on_assigned(self, partitions: set[TP]) -> Awaitable[None]: ...
     def on_revoked(self, partitions: set[TP]) -> Awaitable[None]: ...
 
 
@@ -55,14 +63,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._handler.on_revoked({(tp.topic, tp.partition) for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._handler.on_assigned({(tp.topic, tp.partition) for tp in assigned})
+        await self._handler.on_assigned({(tp.topic, tp.partition) for tp in assigned})
 
 
 class KafkaConsumer:
     """The group consumer, in the service's terms (tuples, ints, our errors)."""
 
-    def __init__(self, client: AIOKafkaConsumer) -> None:
+    def __init__(self, client: AIOKafkaConsumer, auto_offset_reset: str = "earliest") -> None:
         self._client = client
+        self._reset = auto_offset_reset
 
     def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
         self._client.subscribe([topic], listener=_Listener(handler))
@@ -89,6 +98,28 @@ class KafkaConsumer:
         assignment = self._client.assignment()
         live = (TopicPartition(t, p) for t, p in partitions)
         self._client.resume(*(tp for tp in live if tp in assignment))
+
+    async def rewind(self, partitions: Iterable[TP]) -> None:
+        """Fetch the committed offsets of ``partitions`` afresh and seek to them (or, with none,
+        to where ``auto_offset_reset`` says). Exactly-once: after our producers fenced the
+        previous owner, whose last transaction may have moved its offsets after the assignment
+        read them, and whatever a poll returned meanwhile (not taken: not ready) is read again.
+
+        Raises:
+            KafkaUnavailable: The group coordinator did not answer.
+        """
+        try:
+            for topic, partition in partitions:
+                tp = TopicPartition(topic, partition)
+                committed = await self._client.committed(tp)
+                if committed is not None:
+                    self._client.seek(tp, committed)
+                elif self._reset == "earliest":
+                    await self._client.seek_to_beginning(tp)
+                else:
+                    await self._client.seek_to_end(tp)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"cannot fetch committed offsets: {exc!r}") from exc
 
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         """Commit the given offsets (each one past the last finished record).
@@ -127,22 +158,30 @@ class KafkaConsumer:
         return lags
 
 
+def _producer_kwargs(config: KafkaConfig) -> dict[str, Any]:
+    """What every producer of the service is built from (outcomes, transactional, produce)."""
+    return {
+        "bootstrap_servers": config.bootstrap_servers,
+        "client_id": config.client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": config.producer_linger_ms,
+        "max_batch_size": config.producer_max_batch_bytes,
+        "max_request_size": config.producer_max_request_bytes,
+        "compression_type": None if config.compression == "none" else config.compression,
+        "request_timeout_ms": config.request_timeout_ms,
+    }
+
+
 def _make_producer(config: KafkaConfig) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=config.bootstrap_servers,
-        client_id=config.client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=config.producer_linger_ms,
-        max_batch_size=config.producer_max_batch_bytes,
-        max_request_size=config.producer_max_request_bytes,
-        compression_type=None if config.compression == "none" else config.compression,
-        request_timeout_ms=config.request_timeout_ms,
-    )
+    return AIOKafkaProducer(**_producer_kwargs(config))
 
 
 def _make_consumer(
-    config: KafkaConfig, max_partition_fetch_bytes: int, drain_timeout_s: float
+    config: KafkaConfig,
+    max_partition_fetch_bytes: int,
+    drain_timeout_s: float,
+    isolation_level: str = "read_uncommitted",
 ) -> AIOKafkaConsumer:
     """The group consumer. Its rebalance timeout covers a whole revoke drain: a member that
     is still draining when it runs out is evicted and its last commit is refused."""
@@ -162,6 +201,7 @@ def _make_consumer(
         rebalance_timeout_ms=rebalance_timeout_ms,
         request_timeout_ms=config.request_timeout_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
+        isolation_level=isolation_level,
     )
 
 
@@ -189,31 +229,160 @@ class OutcomeProducer:
             )  # fmt: skip
         except (MessageSizeTooLargeError, AssertionError, TypeError, ValueError) as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+        except IllegalOperation as exc:  # a transactional producer out of its transaction
+            if _fenced(self._client):
+                raise PartitionFenced(f"cannot send: {exc}") from exc
+            raise
         return future
 
 
+def _fenced(client: AIOKafkaProducer) -> bool:
+    """True once a newer producer with our transactional id fenced ``client`` (aiokafka
+    records it only in its transaction manager: the one place we read a private attribute)."""
+    manager = client._txn_manager
+    if manager is None or not manager.is_fatal_error():
+        return False
+    ended = manager.wait_for_transaction_end()
+    return bool(ended.done() and isinstance(ended.exception(), ProducerFenced))
+
+
+def is_fenced(exc: BaseException) -> bool:
+    """True for a publish or commit error that means our transactional producer was fenced."""
+    return isinstance(exc, ProducerFenced | PartitionFenced)
+
+
+class TransactionalProducers:
+    """``delivery: exactly_once``: one transactional producer per assigned input partition.
+
+    The producer of input partition ``(topic, p)`` has the transactional id
+    ``<prefix>-<topic>-<p>`` (:meth:`~processor.config.KafkaConfig.transactional_id`). Its
+    start (InitProducerId) fences whichever producer had that id before, the partition's
+    previous owner, and aborts that one's open transaction: a zombie that still believes it
+    owns the partition gets ``ProducerFenced`` on its next commit. This is how Kafka Streams
+    fenced before KIP-447; aiokafka's transactional offset commit carries no group metadata,
+    so the group generation cannot fence. Every producer is built from the same base
+    settings as the outcome producer (:func:`_producer_kwargs`).
+    """
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._timeout_s = config.request_timeout_ms / 1000
+        self._clients: dict[TP, AIOKafkaProducer] = {}
+        self._producers: dict[TP, OutcomeProducer] = {}
+
+    async def open(self, partitions: Iterable[TP]) -> None:
+        """Start (and so fence the previous owner's producer of) each partition, and begin
+        its first transaction.
+
+        Raises:
+            KafkaUnavailable: A producer could not start in time.
+        """
+        await asyncio.gather(*(self._open(tp) for tp in partitions))
+
+    async def _open(self, tp: TP) -> None:
+        await self.close([tp])  # a producer left from before (lost, say) is done
+        client = AIOKafkaProducer(
+            **_producer_kwargs(self._config), transactional_id=self._config.transactional_id(*tp)
+        )
+        try:
+            await asyncio.wait_for(client.start(), self._timeout_s)
+            await asyncio.wait_for(client.begin_transaction(), self._timeout_s)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+            raise KafkaUnavailable(f"cannot start the producer of {tp}: {exc!r}") from exc
+        self._clients[tp] = client
+        self._producers[tp] = OutcomeProducer(client)
+
+    def producer_for(self, tp: TP) -> OutcomeProducer:
+        """The producer of input partition ``tp`` (KeyError if it is not open: a bug)."""
+        return self._producers[tp]
+
+    async def commit(self, tp: TP, offset: int) -> None:
+        """Add ``offset`` (the input partition's next offset) to ``tp``'s transaction, commit
+        it (with every outcome sent since the last commit) and begin the next one.
+
+        Raises:
+            PartitionFenced: Another producer took the transactional id: we lost ``tp``.
+            CommitFailed: The transaction could not be committed in time; its outcomes are
+                not visible to read_committed consumers and its offsets are not committed.
+        """
+        client = self._clients[tp]
+        offsets = {TopicPartition(*tp): OffsetAndMetadata(offset, "")}
+        try:
+            await asyncio.wait_for(
+                client.send_offsets_to_transaction(offsets, self._config.group_id), self._timeout_s
+            )
+            await asyncio.wait_for(client.commit_transaction(), self._timeout_s)
+            await asyncio.wait_for(client.begin_transaction(), self._timeout_s)
+        except ProducerFenced as exc:
+            raise PartitionFenced(f"the producer of {tp} was fenced: {exc}") from exc
+        except (KafkaError, TimeoutError, OSError, IllegalOperation, AssertionError) as exc:
+            # aiokafka: IllegalOperation, or AssertionError on a transition its state forbids
+            if _fenced(client):  # found out on a send before this commit
+                raise PartitionFenced(f"the producer of {tp} was fenced: {exc!r}") from exc
+            raise CommitFailed(f"transaction of {tp} not committed: {exc!r}") from exc
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every record sent by the open transactions is acknowledged."""
+        try:
+            flushes = (c.flush() for c in self._clients.values() if not _fenced(c))
+            await asyncio.wait_for(asyncio.gather(*flushes), timeout_s)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
+
+    async def close(self, partitions: Iterable[TP]) -> None:
+        """Abort the open transaction of each partition (what it holds is redone by whoever
+        processes the partition next) and stop its producer, each bounded."""
+        for tp in list(partitions):
+            client = self._clients.pop(tp, None)
+            self._producers.pop(tp, None)
+            if client is None:
+                continue
+            if _fenced(client):  # nothing to abort (reading the error also marks it seen)
+                with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                    await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+                continue
+            with contextlib.suppress(
+                KafkaError, TimeoutError, OSError, IllegalOperation, AssertionError
+            ):
+                await asyncio.wait_for(client.abort_transaction(), self._timeout_s)
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+
+    async def close_all(self) -> None:
+        await self.close(list(self._clients))
+
+
 class KafkaClients:
-    """The producer and the group consumer of one instance, started and stopped together.
+    """The producer(s) and the group consumer of one instance, started and stopped together.
 
     ``producer`` satisfies :class:`processor.outcomes.Producer`; ``consumer`` is the
-    :class:`KafkaConsumer` the intake and the status poller use.
+    :class:`KafkaConsumer` the intake and the status poller use. With ``exactly_once`` the
+    consumer reads committed records only, and ``transactions`` replaces ``producer``.
     """
 
     def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
-                 drain_timeout_s: float) -> None:  # fmt: skip
+                 drain_timeout_s: float, exactly_once: bool = False) -> None:  # fmt: skip
         self._producer = _make_producer(config)
         self.producer = OutcomeProducer(self._producer)
-        self._consumer = _make_consumer(config, max_partition_fetch_bytes, drain_timeout_s)
-        self.consumer = KafkaConsumer(self._consumer)
+        isolation = "read_committed" if exactly_once else "read_uncommitted"
+        self._consumer = _make_consumer(
+            config, max_partition_fetch_bytes, drain_timeout_s, isolation
+        )
+        self.consumer = KafkaConsumer(self._consumer, config.auto_offset_reset)
+        self.transactions = TransactionalProducers(config) if exactly_once else None
 
     async def start(self) -> None:
-        """Start both clients (bootstrap, metadata).
+        """Start the clients (bootstrap, metadata); transactional producers start on assignment.
 
         Raises:
             KafkaUnavailable: The broker could not be reached; nothing is left running.
         """
         try:
-            await self._producer.start()
+            if self.transactions is None:
+                await self._producer.start()
             await self._consumer.start()
         except (KafkaError, OSError) as exc:
             with contextlib.suppress(Exception):
@@ -222,6 +391,8 @@ class KafkaClients:
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every queued record is acknowledged or failed; False on timeout/error."""
+        if self.transactions is not None:
+            return await self.transactions.flush(timeout_s)
         try:
             await asyncio.wait_for(self._producer.flush(), timeout_s)
         except (KafkaError, TimeoutError):
@@ -229,10 +400,13 @@ class KafkaClients:
         return True
 
     async def stop(self) -> None:
-        """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
-        for client in (self._consumer, self._producer):
-            with contextlib.suppress(KafkaError, TimeoutError, OSError):
-                await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+        """Leave the group and close the clients, each bounded by ``STOP_TIMEOUT_S``."""
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await asyncio.wait_for(self._consumer.stop(), STOP_TIMEOUT_S)
+        if self.transactions is not None:
+            await self.transactions.close_all()  # what was not committed is redone
+        with contextlib.suppress(KafkaError, TimeoutError, OSError):
+            await asyncio.wait_for(self._producer.stop(), STOP_TIMEOUT_S)
 
 
 #: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).

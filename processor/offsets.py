@@ -14,7 +14,7 @@ from collections import deque
 class PartitionOffsets:
     """Offsets taken from one partition and not yet committed."""
 
-    __slots__ = ("_done", "_last_taken", "_pending", "committable", "committed")
+    __slots__ = ("_done", "_last_taken", "_pending", "committable", "committed", "lost")
 
     def __init__(self) -> None:
         self._pending: deque[int] = deque()
@@ -24,6 +24,8 @@ class PartitionOffsets:
         self.committable: int | None = None
         #: The offset last committed by this process (set by ``Engine.mark_committed``).
         self.committed: int | None = None
+        #: Exactly-once: the partition was lost (fenced); its failed acks are expected.
+        self.lost = False
 
     @property
     def in_flight(self) -> int:
@@ -51,6 +53,17 @@ class PartitionOffsets:
             if offset not in self._done:
                 return offset
         return None
+
+    def next_to_take(self) -> int | None:
+        """One past the last offset taken, or None if nothing was taken since the last commit
+        (exactly-once: the offset a partition's transaction commits once all is finished)."""
+        if self._last_taken is None or self._last_taken + 1 == self.committed:
+            return None
+        return self._last_taken + 1
+
+    def finished_below(self, offset: int) -> bool:
+        """True when every record taken below ``offset`` is finished."""
+        return not self._pending or self._pending[0] >= offset
 
     def to_commit(self) -> int | None:
         """The offset to commit now, or None if nothing new finished since the last commit."""

@@ -16,7 +16,7 @@ acknowledgement as a future; the engine counts a record finished only when it re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -151,8 +151,11 @@ class OutcomePublisher:
         topics: TopicsConfig,
         processor_id: str,
         payloads: OutcomesConfig | None = None,
+        route: Callable[[tuple[str, int]], Producer] | None = None,
     ) -> None:
+        """``route`` (exactly-once) picks the producer of each input partition instead."""
         self._producer = producer
+        self._route = route
         self._topics = topics
         self._processor_id = processor_id
         payloads = payloads or OutcomesConfig()
@@ -180,15 +183,21 @@ class OutcomePublisher:
             return await self._publish(record, outcome)
         except (RecordRejected, ValueError) as exc:  # ValueError: encoding (lone surrogates)
             key, value, headers = fallback_dead_letter(record, outcome, exc, self._processor_id)
-            return await self._producer.send(
+            return await self._producer_for(record).send(
                 self._topics.dead_letter, value=value, key=key, headers=headers
             )
 
+    def _producer_for(self, record: InputRecord) -> Producer:
+        if self._route is None:
+            return self._producer
+        return self._route((record.topic, record.partition))
+
     async def _publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
         topic = self.topic_for(outcome)
+        producer = self._producer_for(record)
         if isinstance(outcome, DeadLetter):
             with tracing.publish_span(topic):  # the input's headers stay as they are
-                return await self._producer.send(
+                return await producer.send(
                     topic,
                     value=record.value,
                     key=record.key,
@@ -199,4 +208,4 @@ class OutcomePublisher:
         value, headers = encode(payload, outcome.document, record.headers)
         with tracing.publish_span(topic):
             headers = tracing.outcome_headers(headers)  # a fresh traceparent, when tracing
-            return await self._producer.send(topic, value=value, key=record.key, headers=headers)
+            return await producer.send(topic, value=value, key=record.key, headers=headers)

@@ -5,7 +5,9 @@
 - :func:`produce_backlog`: the whole input written before the system under test starts, so
   the producer does not compete with it for the two cores.
 - :func:`produce_paced`: an open-loop producer at a fixed rate, for the latency scenario.
-- :class:`OutcomeCounter`: how many outcomes exist, from end offsets (cheap while polling).
+- :class:`OutcomeCounter`: how many outcomes exist, from end offsets (cheap while polling);
+  :class:`CommittedCounter`: how many inputs a group committed (exactly-once: transaction
+  markers take offsets in the outcome topics, so their end offsets overcount).
 - :func:`read_outcomes`: every outcome's append time and its input's produce time.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from devtools.corpus import CorpusRecord
 
@@ -119,6 +122,33 @@ class OutcomeCounter:
         return int(sum(ends.values()))
 
 
+class CommittedCounter:
+    """Counts the inputs a group has committed (sum of its committed offsets; the input topic
+    starts empty): with exactly-once, the outcomes a read_committed reader can see."""
+
+    def __init__(self, bootstrap: str, group: str, input_topic: str) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        self._group = group
+        self._topic = input_topic
+
+    async def __aenter__(self) -> CommittedCounter:
+        await asyncio.wait_for(self._admin.start(), TIMEOUT_S)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._admin.close(), 10)
+
+    async def count(self) -> int:
+        try:
+            offsets = await asyncio.wait_for(
+                self._admin.list_consumer_group_offsets(self._group), TIMEOUT_S
+            )
+        except KafkaError:  # no group coordinator yet, early in a run
+            return 0
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == self._topic)
+
+
 @dataclass(frozen=True, slots=True)
 class OutcomeTimes:
     """Per outcome: when the broker appended it, and when its input was produced (s)."""
@@ -136,8 +166,9 @@ def _input_ts_ms(value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> i
 
 
 async def read_outcomes(
-    bootstrap: str, topics: Sequence[str], expected: int, with_inputs: bool, timeout_s: float = 120
-) -> OutcomeTimes:
+    bootstrap: str, topics: Sequence[str], expected: int, with_inputs: bool, timeout_s: float = 120,
+    isolation_level: str = "read_uncommitted",
+) -> OutcomeTimes:  # fmt: skip
     """Read the outcome topics from the start until ``expected`` records (or the deadline).
 
     ``with_inputs`` also parses each outcome for its input's produce time (slower).
@@ -145,6 +176,7 @@ async def read_outcomes(
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
         enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024,
+        isolation_level=isolation_level,
     )  # fmt: skip
     appended: list[float] = []
     produced: list[float] = []

@@ -25,6 +25,7 @@ import aiohttp
 from rich.console import Console
 
 from devtools.bench.kafka_io import (
+    CommittedCounter,
     OutcomeCounter,
     create_topics,
     produce_backlog,
@@ -61,6 +62,7 @@ class Sizes:
 
     passthrough: int = 150_000
     schema_only: int = 40_000
+    exactly_once: int = 40_000
     upstream_bound: int = 40_000
     rate_limited: int = 12_500
     latency_s: float = 20.0
@@ -92,6 +94,7 @@ class Bench:
     def config(
         self, name: str, topics: TopicsConfig, *, checks: bool,
         rate_limit_rps: float | None = None, rss_budget_mib: int | None = None,
+        delivery: str = "at_least_once",
     ) -> Path:  # fmt: skip
         """The processor's config: the shipped example, pointed at this run."""
         engine: dict[str, Any] = {"max_concurrency": CONCURRENCY}
@@ -104,6 +107,7 @@ class Bench:
                            **engine)  # fmt: skip
         only_email = [c for c in data["checks"]["customer.v1"] if c["upstream"] == "email"]
         data["checks"] = {"customer.v1": only_email} if checks else {}
+        data["delivery"] = delivery
         return save_config(self.work / f"{name}.yaml", data)
 
     def processor_cmd(self, config: Path, workers: int = 1) -> list[str]:
@@ -160,7 +164,9 @@ class Bench:
                 proc.kill()
                 await proc.wait()
 
-    async def _until(self, counter: OutcomeCounter, count: int, timeout_s: float) -> int:
+    async def _until(
+        self, counter: OutcomeCounter | CommittedCounter, count: int, timeout_s: float
+    ) -> int:
         """Poll the outcome count until it reaches ``count`` (or the deadline); return it."""
         deadline = time.monotonic() + timeout_s
         seen = await counter.count()
@@ -171,22 +177,28 @@ class Bench:
 
     async def backlog_run(
         self, name: str, count: int, cmd: Callable[[TopicsConfig], list[str]],
-        corpus: Sequence[CorpusRecord],
+        corpus: Sequence[CorpusRecord], exactly_once: bool = False,
     ) -> Result:  # fmt: skip
-        """Produce ``count`` records, then let the system under test work through them."""
+        """Produce ``count`` records, then let the system under test work through them
+        (``exactly_once``: until the group committed them all, outcomes in transactions)."""
         topics = self.topics(name)
         outcome_topics = [topics.valid, topics.invalid, topics.dead_letter]
         await create_topics(self.bootstrap, topics.input, outcome_topics, PARTITIONS)
         produced_in = await produce_backlog(self.bootstrap, topics.input, corpus, count)
         console.print(f"  {name}: backlog of {count:,} records produced in {produced_in:.1f}s")
         started = time.monotonic()
-        async with (
-            OutcomeCounter(self.bootstrap, outcome_topics, PARTITIONS) as counter,
-            self.launched(name, cmd(topics)) as sampler,
-        ):
+        counting = (
+            CommittedCounter(self.bootstrap, f"group-{topics.input}", topics.input)
+            if exactly_once
+            else OutcomeCounter(self.bootstrap, outcome_topics, PARTITIONS)
+        )
+        async with counting as counter, self.launched(name, cmd(topics)) as sampler:
             done = await self._until(counter, count, timeout_s=60 + count / 200)
         took = time.monotonic() - started
-        times = await read_outcomes(self.bootstrap, outcome_topics, done, with_inputs=False)
+        times = await read_outcomes(
+            self.bootstrap, outcome_topics, done, with_inputs=False,
+            isolation_level="read_committed" if exactly_once else "read_uncommitted",
+        )  # fmt: skip
         window = steady_window(sorted(times.appended_s))
         result = Result(
             scenario=name, records=count, records_per_s=round(window.rate, 1),
@@ -259,7 +271,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         return not only or name in only
 
     corpus = bench_records(max(sizes.passthrough, sizes.schema_only, sizes.upstream_bound,
-                               sizes.scale, sizes.rate_limited))  # fmt: skip
+                               sizes.scale, sizes.rate_limited, sizes.exactly_once))  # fmt: skip
     proc_cmd = bench.processor_cmd
     passthrough = schema_only = upstream = None
 
@@ -279,6 +291,19 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         )  # fmt: skip
         bound = passthrough.records_per_s if passthrough and passthrough.records_per_s else 0
         results.append(_judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
+
+    if wanted("exactly-once"):
+        console.print("[bold]exactly-once[/]: schema-only with delivery: exactly_once")
+        exactly_once = await bench.backlog_run(
+            "exactly-once", sizes.exactly_once,
+            lambda t: proc_cmd(bench.config("exactly-once", t, checks=False,
+                                            delivery="exactly_once")),
+            corpus, exactly_once=True,
+        )  # fmt: skip
+        bound = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
+        results.append(_judge(exactly_once, bound, "schema-only records/s", Target()))
+        if bound and exactly_once.records_per_s:
+            exactly_once.notes = f"{exactly_once.records_per_s / bound:.2f}x schema-only"
 
     if wanted("upstream-bound"):
         console.print(f"[bold]upstream-bound[/]: e-mail check, {UPSTREAM_LATENCY_MS:g} ms fixed")

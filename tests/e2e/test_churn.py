@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient
 
 from devtools.corpus import build_corpus
 from devtools.local_kafka import LocalKafka
@@ -28,7 +27,7 @@ from tests.support.cli_process import CliProcesses, events, exited, tail
 from tests.support.services import simulator_process
 from tests.support.setup import create_topics, unique_topics, write_config
 from tests.support.sim import SimControl
-from tests.support.watch import OutcomeWatch, watching
+from tests.support.watch import OutcomeWatch, committed_offsets, watching
 
 # A SIGKILLed member stays in the group until its session times out, and every restart
 # waits for that: the broker's minimum (6 s) keeps five crashes within the time budget.
@@ -99,17 +98,6 @@ def _drain_mismatches(
             yield f"{partition}:{offset} has an outcome but is not committed"
 
 
-async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset per partition of ``topic``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await asyncio.wait_for(admin.start(), 30)
-    try:
-        offsets = await asyncio.wait_for(admin.list_consumer_group_offsets(group), 30)
-    finally:
-        await asyncio.wait_for(admin.close(), 10)
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
-
-
 async def _wait_all_outcomes(
     watch: OutcomeWatch,
     group: str,
@@ -124,7 +112,7 @@ async def _wait_all_outcomes(
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     deadline = time.monotonic() + timeout_s
     while not watch.complete:
-        committed = await _committed(watch.bootstrap, group, watch.topics.input)
+        committed = await committed_offsets(watch.bootstrap, group, watch.topics.input)
         if all(committed.get(p, 0) >= end for p, end in ends.items()):
             await watch.caught_up(60)
             return
@@ -322,7 +310,7 @@ async def test_sigterm_under_heavy_in_flight_load_commits_exactly_what_it_publis
         except (AssertionError, TimeoutError) as exc:
             raise AssertionError(f"{exc}\n{tail(log)}") from exc
 
-    committed = await _committed(kafka_bootstrap, f"group-{topics.input}", topics.input)
+    committed = await committed_offsets(kafka_bootstrap, f"group-{topics.input}", topics.input)
     seen = watch.collector.seen
     (stopped,) = events(log, "processor.stopped")
     print(

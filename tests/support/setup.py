@@ -10,11 +10,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from devtools.stack import create_topics, topics_named, write_config
+from devtools.corpus import CorpusRecord, build_corpus
+from devtools.stack import config_data, create_topics, save_config, topics_named, write_config
 from processor.app import App
 from processor.config import Settings, TopicsConfig, load_settings
 
-__all__ = ["create_topics", "running_app", "settings_for", "unique_topics", "write_config"]
+__all__ = [
+    "create_topics",
+    "exactly_once_config",
+    "running_app",
+    "schema_only_corpus",
+    "settings_for",
+    "unique_topics",
+    "write_config",
+]
+#: Schema-only runs call no upstream; a URL that nothing answers makes any call visible.
+NO_UPSTREAM = "http://127.0.0.1:9"
 
 
 def unique_topics(prefix: str) -> TopicsConfig:
@@ -34,6 +45,29 @@ def settings_for(
     return load_settings(
         write_config(path, bootstrap, simulator_url, topics, upstreams=upstreams, **engine)
     )
+
+
+def exactly_once_config(
+    path: Path, bootstrap: str, topics: TopicsConfig, kafka: dict[str, Any] | None = None,
+    **engine: Any,
+) -> Path:  # fmt: skip
+    """A schema-only (no checks, no upstream calls) ``delivery: exactly_once`` config;
+    ``kafka`` keys and ``engine`` keys override the example's."""
+    data = config_data(bootstrap, NO_UPSTREAM, topics, **engine)
+    data["delivery"] = "exactly_once"
+    data["checks"] = {}
+    data["kafka"].update(kafka or {})
+    return save_config(path, data)
+
+
+def schema_only_corpus(count: int, *, keys: int, seed: int) -> list[CorpusRecord]:
+    """About ``count`` records of :func:`build_corpus` whose outcome needs no upstream
+    (valid, schema-invalid, dead letters), of ordinary size."""
+    wanted = ("upstream.", "record.too_large")
+    return [
+        r for r in build_corpus(count, keys=keys, seed=seed)
+        if not r.expected_reason.startswith(wanted)
+    ]  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from devtools.reconcile import Coordinates, OutcomeCollector
 from processor.config import KafkaConfig, TopicsConfig
@@ -44,6 +46,44 @@ async def outcome_records(bootstrap: str, topics: TopicsConfig) -> int:
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(consumer.stop(), 10)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await asyncio.wait_for(admin.start(), CLIENT_TIMEOUT_S)
+    try:
+        offsets = await asyncio.wait_for(admin.list_consumer_group_offsets(group), CLIENT_TIMEOUT_S)
+    finally:
+        await asyncio.wait_for(admin.close(), 10)
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+async def wait_committed(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    coords: Iterable[Coordinates],
+    timeout_s: float,
+    give_up: Callable[[], bool] = lambda: False,
+) -> None:
+    """Wait until the group has committed every input in ``coords`` (checked each 0.2 s);
+    fail early when ``give_up()`` (the processor died)."""
+    ends: dict[int, int] = {}
+    for partition, offset in coords:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    deadline = time.monotonic() + timeout_s
+    committed: dict[int, int] = {}
+    while True:
+        with contextlib.suppress(KafkaError):  # a fresh broker has no group coordinator yet
+            committed = await committed_offsets(bootstrap, group, topic)
+        if all(committed.get(p, 0) >= end for p, end in ends.items()):
+            return
+        if give_up():
+            raise AssertionError(f"gave up waiting for commits: {committed} of {ends}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"commits of {ends} did not happen within {timeout_s}s")
+        await asyncio.sleep(0.2)  # the poll interval of a bounded wait
 
 
 class OutcomeWatch:

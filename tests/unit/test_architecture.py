@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.metrics", "processor.checks", "processor.guard"),
     ("processor.pipeline",),
     ("processor.engine",),
+    ("processor.transactions",),  # exactly-once commits over the engine's holds
     ("processor.intake", "processor.watchdog"),
     ("processor.status",),
     ("processor.app", "processor.supervisor", "processor.redrive"),

@@ -51,6 +51,24 @@ def test_no_file_gives_the_defaults() -> None:
     assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert settings.engine.ordering == "key"
     assert settings.checks == {}
+    assert settings.delivery == "at_least_once"
+
+
+def test_exactly_once_transactional_ids_name_the_input_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each input partition's transactional id is <prefix>-<topic>-<partition>, the prefix
+    the group id unless configured; delivery takes only its two modes."""
+    monkeypatch.setenv("PROCESSOR_DELIVERY", "exactly_once")
+    monkeypatch.setenv("PROCESSOR_KAFKA__GROUP_ID", "validators")
+    settings = load_settings(None)
+    assert settings.delivery == "exactly_once"
+    assert settings.kafka.transactional_id("records.in", 3) == "validators-records.in-3"
+    monkeypatch.setenv("PROCESSOR_KAFKA__TRANSACTIONAL_ID_PREFIX", "eu")
+    assert load_settings(None).kafka.transactional_id("records.in", 3) == "eu-records.in-3"
+    monkeypatch.setenv("PROCESSOR_DELIVERY", "exactly_twice")
+    with pytest.raises(ConfigError, match="delivery"):
+        load_settings(None)
 
 
 def test_a_processor_env_variable_overrides_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,6 +137,7 @@ async def make_rig() -> AsyncIterator[MakeRig]:
         max_concurrency: int = 16,
         max_in_flight: int = 100,
         max_in_flight_per_partition: int = 100,
+        is_fenced: Callable[[BaseException], bool] = lambda _e: False,
     ) -> Rig:
         return Rig(
             factory,
@@ -144,6 +145,7 @@ async def make_rig() -> AsyncIterator[MakeRig]:
             max_concurrency=max_concurrency,
             max_in_flight=max_in_flight,
             max_in_flight_per_partition=max_in_flight_per_partition,
+            is_fenced=is_fenced,
         )
 
     yield make
@@ -404,3 +406,72 @@ async def test_a_released_partition_can_be_assigned_again_and_runs_afresh(
     state = rig.engine.offsets(P0)
     assert state is not None
     assert state.committable == 2
+
+
+async def test_a_hold_lets_records_below_the_cut_finish_and_starts_later_ones_after_it(
+    make_rig: MakeRig,
+) -> None:
+    """Held at its next offset, a partition finishes the records taken before the cut while
+    records taken after it do not start until the hold ends."""
+    rig = make_rig()
+    rig.submit(_record(0, 0, b"a"), _record(0, 1, b"b"))
+    assert await rig.pipeline.next_starts(2) == {(0, 0), (0, 1)}
+    cut = rig.engine.hold(P0)
+    assert cut == 2
+    rig.submit(_record(0, 2, b"c"), _record(0, 3, b"a"), _record(1, 0, b"a"))
+    assert await rig.pipeline.next_starts(1) == {(1, 0)}  # other partitions are not held
+    for offset in (0, 1):
+        await rig.publisher.next_published()
+        await rig.ack((0, offset))
+    assert await rig.engine.settle(P0, cut, WAIT_S)
+    assert rig.pipeline.started.empty()
+    rig.engine.unhold(P0)
+    assert await rig.pipeline.next_starts(2) == {(0, 2), (0, 3)}
+
+
+async def test_settle_returns_false_while_a_record_below_the_cut_is_unfinished(
+    make_rig: MakeRig,
+) -> None:
+    """A record below the cut that is not acknowledged keeps settle from succeeding."""
+    rig = make_rig()
+    rig.submit(_record(0, 0, b"a"), _record(0, 1, b"b"))
+    cut = rig.engine.hold(P0)
+    assert cut == 2
+    await rig.publisher.next_published()
+    await rig.publisher.next_published()
+    await rig.ack((0, 1))
+    assert not await rig.engine.settle(P0, cut, 0.05)
+    rig.engine.unhold(P0)
+
+
+async def test_hold_has_no_cut_when_nothing_was_taken_since_the_last_commit(
+    make_rig: MakeRig,
+) -> None:
+    """A partition whose last commit covers everything taken has nothing to cut."""
+    rig = make_rig()
+    assert rig.engine.hold(P0) is None
+    rig.submit(_record(0, 0))
+    await rig.publisher.next_published()
+    await rig.ack((0, 0))
+    rig.engine.mark_committed({P0: 1})
+    assert rig.engine.hold(P0) is None
+
+
+async def test_a_fenced_acknowledgement_loses_the_partition_not_the_process(
+    make_rig: MakeRig,
+) -> None:
+    """An ack failing with an error the engine is told means fencing drops its partition
+    (no longer owned, nothing finished) and leaves the process and other partitions be."""
+
+    class Fenced(Exception):
+        pass
+
+    rig = make_rig(is_fenced=lambda exc: isinstance(exc, Fenced))
+    rig.submit(_record(0, 0), _record(1, 0))
+    await rig.publisher.next_published()
+    await rig.publisher.next_published()
+    await rig.ack((0, 0), Fenced("fenced"))
+    assert rig.engine.fatal is None
+    assert not rig.engine.owns(P0)
+    await rig.ack((1, 0))
+    assert rig.engine.committable() == {P1: 1}

@@ -50,11 +50,13 @@ class ScriptedConsumer:
 
     def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
         self._handler = handler
-        handler.on_assigned(set(self.assignment))
 
     async def getmany(
         self, *, timeout_ms: int, max_records: int
     ) -> Mapping[TP, Sequence[InputRecord]]:
+        assert self._handler is not None
+        if self.polls == 0:  # like aiokafka, the assignment arrives within the first poll
+            await self._handler.on_assigned(set(self.assignment))
         self.polls += 1
         assert self.polls <= MAX_POLLS, "the intake loop did not end"
         if not self.script:
