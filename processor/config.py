@@ -104,6 +104,10 @@ class KafkaConfig(_Frozen):
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="start-up: each client's bootstrap (first metadata answer) within this",
+    )  # fmt: skip
     producer_linger_ms: int = Field(default=5, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1_024)
     producer_max_request_bytes: int = Field(default=1_048_576, ge=1_024)

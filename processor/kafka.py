@@ -59,10 +59,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaConsumer:
-    """The group consumer, in the service's terms (tuples, ints, our errors)."""
+    """The group consumer, in the service's terms (tuples, ints, our errors).
 
-    def __init__(self, client: AIOKafkaConsumer) -> None:
+    A commit waits at most ``commit_timeout_s``: while the broker is down aiokafka would wait
+    for a coordinator for ever, and a commit that never returns holds up a shutdown.
+    """
+
+    def __init__(self, client: AIOKafkaConsumer, commit_timeout_s: float = 30.0) -> None:
         self._client = client
+        self._commit_timeout_s = commit_timeout_s
 
     def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
         self._client.subscribe([topic], listener=_Listener(handler))
@@ -98,9 +103,11 @@ class KafkaConsumer:
         """
         wanted = {TopicPartition(*tp): OffsetAndMetadata(o, "") for tp, o in offsets.items()}
         try:
-            await self._client.commit(wanted)
+            await asyncio.wait_for(self._client.commit(wanted), self._commit_timeout_s)
         except KafkaError as exc:
             raise CommitFailed(f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise CommitFailed(f"no answer within {self._commit_timeout_s:g}s") from exc
 
     async def reachable(self, timeout_s: float) -> bool:
         """True when a real metadata request succeeds within ``timeout_s``."""
@@ -110,12 +117,54 @@ class KafkaConsumer:
             return False
         return True
 
-    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]:
-        """High watermark minus our committed offset (or the fetch position), per partition."""
+    async def has_topic(self, topic: str, timeout_s: float) -> bool | None:
+        """Whether the broker knows ``topic`` (None: it did not answer within ``timeout_s``)."""
+        try:
+            return topic in await asyncio.wait_for(self._client.topics(), timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            return None
+
+    async def wait_for_topic(self, topic: str, interval_s: float, timeout_s: float) -> None:
+        """Return once ``topic`` exists, with the subscription's metadata refreshed.
+
+        aiokafka refreshes the metadata of a subscribed topic every ``metadata_max_age_ms``
+        (5 minutes): a topic created after start-up would be picked up that late. Asking every
+        ``interval_s`` and forcing the refresh once it exists makes it seconds.
+        """
+        while True:
+            if await self.has_topic(topic, timeout_s):
+                break
+            await asyncio.sleep(interval_s)  # a poll of the broker, not a synchronisation
+        # the consumer's own AIOKafkaClient: the public API offers no metadata refresh
+        self._client._client.force_metadata_update()
+
+    async def _end_offsets(
+        self, partitions: list[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int]:
+        """The end offsets the broker gives now; the fetcher's high watermarks (as of the last
+        fetch, frozen while a partition is paused) for partitions it did not answer for."""
+        ends: dict[TopicPartition, int] = {}
+        if partitions:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError, AssertionError):
+                ends = await asyncio.wait_for(self._client.end_offsets(partitions), timeout_s)
+        for tp in partitions:
+            if tp not in ends and (high := self._client.highwater(tp)) is not None:
+                ends[tp] = high
+        return ends
+
+    async def lag(
+        self, committed: Mapping[TP, int | None], timeout_s: float = 2.0
+    ) -> dict[TP, int]:
+        """End offset minus our committed offset (or the fetch position), per partition.
+
+        The end offsets are asked of the broker (within ``timeout_s``), so the lag is true
+        while partitions are paused, when the fetcher learns nothing new.
+        """
         lags = {}
+        ends = await self._end_offsets([TopicPartition(*tp) for tp in committed], timeout_s)
         for (topic, partition), done in committed.items():
             tp = TopicPartition(topic, partition)
-            high = self._client.highwater(tp)
+            high = ends.get(tp)
             if high is None:
                 continue
             if done is None:
@@ -201,24 +250,33 @@ class KafkaClients:
 
     def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
                  drain_timeout_s: float) -> None:  # fmt: skip
+        self._config = config
         self._producer = _make_producer(config)
         self.producer = OutcomeProducer(self._producer)
         self._consumer = _make_consumer(config, max_partition_fetch_bytes, drain_timeout_s)
-        self.consumer = KafkaConsumer(self._consumer)
+        self.consumer = KafkaConsumer(self._consumer, config.request_timeout_ms / 1000)
 
     async def start(self) -> None:
-        """Start both clients (bootstrap, metadata).
+        """Start both clients (bootstrap, metadata), each within ``kafka.connect_timeout_s``.
 
         Raises:
-            KafkaUnavailable: The broker could not be reached; nothing is left running.
+            KafkaUnavailable: The broker could not be reached or did not answer in time (the
+                message names the address); nothing is left running.
         """
+        timeout_s = self._config.connect_timeout_s
+        address = self._config.bootstrap_servers
         try:
-            await self._producer.start()
-            await self._consumer.start()
+            await asyncio.wait_for(self._producer.start(), timeout_s)
+            await asyncio.wait_for(self._consumer.start(), timeout_s)
+        except TimeoutError as exc:
+            await self.stop(STOP_TIMEOUT_S)
+            raise KafkaUnavailable(
+                f"Kafka at {address} did not answer within {timeout_s:g}s "
+                "(kafka.connect_timeout_s): is it a Kafka listener?"
+            ) from exc
         except (KafkaError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await self.stop()
-            raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+            await self.stop(STOP_TIMEOUT_S)
+            raise KafkaUnavailable(f"cannot connect to Kafka at {address}: {exc!r}") from exc
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every queued record is acknowledged or failed; False on timeout/error."""
@@ -228,11 +286,26 @@ class KafkaClients:
             return False
         return True
 
-    async def stop(self) -> None:
-        """Leave the group and close both clients, each bounded by ``STOP_TIMEOUT_S``."""
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Leave the group and close both clients, within ``timeout_s`` in all.
+
+        A client that does not close in time (the broker is down: leaving the group waits on
+        a coordinator) is given up; its session expires on the broker's side.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_s
         for client in (self._consumer, self._producer):
-            with contextlib.suppress(KafkaError, TimeoutError, OSError):
-                await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+            left = max(0.5, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(client.stop(), left)
+            except (KafkaError, TimeoutError, OSError):
+                pass
+            except asyncio.CancelledError:
+                # aiokafka's fetcher cancels its pending fetches on close and then awaits
+                # them: their CancelledError escapes consumer.stop(). Ours (a cancelled
+                # caller) goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
 
 
 #: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).

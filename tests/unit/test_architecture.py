@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "processor.endpoint"),
     ("processor.custom_checks",),  # user code behind an upstream handle
     ("processor.metrics", "processor.checks"),
+    ("processor.reachability",),  # the broker's transitions: events and a gauge
     ("processor.pipeline",),
     ("processor.engine",),
     ("processor.intake", "processor.watchdog"),
