@@ -48,6 +48,7 @@ GAUGES = (
     "processor_consumer_lag",
     "processor_stalled",
     "processor_ready",
+    "processor_broker_reachable",
     "processor_build_info",
 )
 HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")
