@@ -61,6 +61,9 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+TopicRole = Literal["input", "valid", "invalid", "dead_letter"]
+
+
 class TopicsConfig(_Frozen):
     """Topic names: one input, three outcome topics."""
 
@@ -73,6 +76,11 @@ class TopicsConfig(_Frozen):
         """Input first, then the three outcome topics."""
         return [self.input, self.valid, self.invalid, self.dead_letter]
 
+    def by_role(self) -> dict[TopicRole, str]:
+        """Each topic's name by its role (input first)."""
+        return {"input": self.input, "valid": self.valid, "invalid": self.invalid,
+                "dead_letter": self.dead_letter}  # fmt: skip
+
 
 class OutcomesConfig(_Frozen):
     """What the valid and invalid topics carry (see :mod:`processor.payloads`)."""
@@ -82,6 +90,36 @@ class OutcomesConfig(_Frozen):
         description="document: the outcome document; record: the record as a CloudEvent",
     )
     invalid_payload: Literal["document", "record"] = "document"
+
+
+class TopicOverride(_Frozen):
+    """One topic's departures from :class:`TopicSettings` (unset: the shared value)."""
+
+    partitions: int | None = Field(default=None, ge=1)
+    replication_factor: int | None = Field(default=None, ge=1)
+    configs: dict[str, str | int] = Field(default_factory=dict)
+
+
+class TopicSettings(_Frozen):
+    """What ``processor topics create`` makes, and expects of the topics that exist."""
+
+    partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    configs: dict[str, str | int] = Field(
+        default_factory=dict,
+        description="topic configs of every new topic: retention.ms, min.insync.replicas, "
+        "cleanup.policy, ...",
+    )
+    per_topic: dict[TopicRole, TopicOverride] = Field(
+        default_factory=dict, description="input|valid|invalid|dead_letter -> its overrides"
+    )
+
+    def spec(self, role: TopicRole) -> tuple[int, int, dict[str, str]]:
+        """Partitions, replication factor and configs (as strings) of the topic ``role``."""
+        own = self.per_topic.get(role, TopicOverride())
+        configs = {k: str(v) for k, v in {**self.configs, **own.configs}.items()}
+        return (own.partitions or self.partitions,
+                own.replication_factor or self.replication_factor, configs)  # fmt: skip
 
 
 class KafkaConfig(_Frozen):
@@ -99,6 +137,7 @@ class KafkaConfig(_Frozen):
     )
     client_id: str = "record-processor"
     topics: TopicsConfig = TopicsConfig()
+    topic_settings: TopicSettings = TopicSettings()
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = Field(default=45_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)

@@ -10,7 +10,9 @@ partitions as ``(topic, partition)`` tuples, offsets as ints, records as
 - :class:`KafkaConsumer`: what the intake calls (poll, pause, resume, commit, rebalance
   callbacks) plus the broker probe and the lag the status poller asks for;
 - :func:`produce_lines`: publish lines as records (``processor produce``);
-- :func:`ensure_topics`: create the input and outcome topics.
+- :func:`ensure_topics`: create the input and outcome topics (tests, tools);
+- :func:`create_or_find_topics`: ``processor topics create``: topics made as specified
+  (partitions, replication factor, configs), or found and described.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+    errors,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
@@ -384,3 +393,73 @@ async def ensure_topics(
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(admin.close(), 5)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as ``processor topics create`` should make it (or find it)."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TopicFound:
+    """A topic after ``processor topics create``: made now, or found with this layout."""
+
+    spec: TopicSpec
+    created: bool
+    partitions: int
+    replication_factor: int
+
+
+def _layout(described: Mapping[str, Any]) -> tuple[int, int]:
+    """Partitions and replication factor (the fewest replicas of any partition)."""
+    partitions = described["partitions"]
+    return len(partitions), min((len(p["replicas"]) for p in partitions), default=0)
+
+
+def _refusals(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
+    """``topic: why`` for each topic the broker would not create ((topic, code[, message]))."""
+    refused = []
+    for topic, code, *rest in topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            refused.append(f"{topic}: {(rest and rest[0]) or errors.for_code(code).__name__}")
+    return refused
+
+
+async def create_or_find_topics(
+    bootstrap_servers: str, specs: Sequence[TopicSpec], timeout_s: float = ADMIN_TIMEOUT_S
+) -> list[TopicFound]:
+    """Create the topics of ``specs`` that do not exist; describe them all.
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached, did not answer within
+            ``timeout_s``, or refused to create a topic (the message says which and why).
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
+        new = [s for s in specs if s.name not in existing]
+        if new:
+            answer = await asyncio.wait_for(admin.create_topics([
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs))
+                for s in new
+            ]), timeout_s)  # fmt: skip
+            if refused := _refusals(answer.topic_errors):
+                raise KafkaUnavailable("cannot create topics: " + "; ".join(refused))
+        names = [s.name for s in specs]
+        described = await asyncio.wait_for(admin.describe_topics(names), timeout_s)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)
+    layouts = {d["topic"]: _layout(d) for d in described}
+    created = {s.name for s in new}
+    return [TopicFound(s, s.name in created, *layouts.get(s.name, (0, 0))) for s in specs]
