@@ -371,30 +371,6 @@ async def produce_lines(
     return acknowledged
 
 
-async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
-) -> None:
-    """Create the topics that do not exist yet (idempotent).
-
-    Raises:
-        KafkaUnavailable: The broker could not be reached or refused.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
-    try:
-        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
-        existing = set(await asyncio.wait_for(admin.list_topics(), ADMIN_TIMEOUT_S))
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if missing:
-            new = [NewTopic(t, partitions, replication) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(admin.create_topics(new), ADMIN_TIMEOUT_S)
-    except (KafkaError, TimeoutError, OSError) as exc:
-        raise KafkaUnavailable(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(admin.close(), 5)
-
-
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic as ``processor topics create`` should make it (or find it)."""
@@ -463,3 +439,15 @@ async def create_or_find_topics(
     layouts = {d["topic"]: _layout(d) for d in described}
     created = {s.name for s in new}
     return [TopicFound(s, s.name in created, *layouts.get(s.name, (0, 0))) for s in specs]
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
+) -> None:
+    """Create the topics that do not exist yet (idempotent; tests and tools).
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached or refused.
+    """
+    specs = [TopicSpec(t, partitions, replication, {}) for t in dict.fromkeys(topics)]
+    await create_or_find_topics(bootstrap_servers, specs)
