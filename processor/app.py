@@ -260,12 +260,9 @@ class App:
         await asyncio.wait({intake_task}, timeout=INTAKE_STOP_TIMEOUT_S)
         if not intake_task.done():
             intake_task.cancel()
-        try:
-            await intake_task
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - reported, then the shutdown goes on
-            log.error("processor.intake_failed", error=repr(exc))
+            await asyncio.wait({intake_task})
+        if not intake_task.cancelled() and (exc := intake_task.exception()) is not None:
+            log.error("processor.intake_failed", error=repr(exc))  # the shutdown goes on
             return 1
         return 1 if engine.fatal is not None else 0
 
