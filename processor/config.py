@@ -39,6 +39,7 @@ from processor.checkplan import CheckConfig
 from processor.errors import ConfigError
 from processor.record_type_loading import record_types_and_problems
 from processor.record_types import RecordType, RecordTypes
+from processor.topic_settings import TopicRole, TopicSettings
 
 #: A key path (as pydantic reports locations) and what is wrong there.
 Problem = tuple[tuple[str | int, ...], str]
@@ -59,9 +60,6 @@ def _invalid(title: str, problems: Sequence[Problem]) -> ValidationError:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-TopicRole = Literal["input", "valid", "invalid", "dead_letter"]
 
 
 class TopicsConfig(_Frozen):
@@ -90,36 +88,6 @@ class OutcomesConfig(_Frozen):
         description="document: the outcome document; record: the record as a CloudEvent",
     )
     invalid_payload: Literal["document", "record"] = "document"
-
-
-class TopicOverride(_Frozen):
-    """One topic's departures from :class:`TopicSettings` (unset: the shared value)."""
-
-    partitions: int | None = Field(default=None, ge=1)
-    replication_factor: int | None = Field(default=None, ge=1)
-    configs: dict[str, str | int] = Field(default_factory=dict)
-
-
-class TopicSettings(_Frozen):
-    """What ``processor topics create`` makes, and expects of the topics that exist."""
-
-    partitions: int = Field(default=3, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    configs: dict[str, str | int] = Field(
-        default_factory=dict,
-        description="topic configs of every new topic: retention.ms, min.insync.replicas, "
-        "cleanup.policy, ...",
-    )
-    per_topic: dict[TopicRole, TopicOverride] = Field(
-        default_factory=dict, description="input|valid|invalid|dead_letter -> its overrides"
-    )
-
-    def spec(self, role: TopicRole) -> tuple[int, int, dict[str, str]]:
-        """Partitions, replication factor and configs (as strings) of the topic ``role``."""
-        own = self.per_topic.get(role, TopicOverride())
-        configs = {k: str(v) for k, v in {**self.configs, **own.configs}.items()}
-        return (own.partitions or self.partitions,
-                own.replication_factor or self.replication_factor, configs)  # fmt: skip
 
 
 class KafkaConfig(_Frozen):

@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "processor.schema_compat", "processor.payloads"),
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
+    ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config",),
     # the edges (one library each) and the outcome values
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
