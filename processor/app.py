@@ -35,7 +35,7 @@ from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
 from processor.guard import DeadLetterGuard
 from processor.intake import Intake
-from processor.kafka import KafkaClients, is_fenced
+from processor.kafka import STOP_TIMEOUT_S, KafkaClients, is_fenced
 from processor.metrics import Metrics
 from processor.outcomes import OutcomePublisher
 from processor.pipeline import Pipeline
@@ -51,6 +51,13 @@ from processor.watchdog import Watchdog
 from schemas.outcomes import ProcessorInfo
 
 log = structlog.get_logger("processor.app")
+
+#: How often a missing input topic is looked for (then picked up within this, not 5 minutes).
+TOPIC_CHECK_INTERVAL_S = 1.0
+#: How long the intake loop may take to return once stopped before it is cancelled.
+INTAKE_STOP_TIMEOUT_S = 1.0
+#: Leaving the group and closing the clients, at least this long even past the deadline.
+CLIENT_STOP_FLOOR_S = 2.0
 
 
 def config_hash(settings: Settings) -> str:
@@ -84,6 +91,7 @@ class App:
         #: Where spans go when ``tracing.enabled`` (None: OTLP/HTTP from ``OTEL_*``).
         self._span_exporter = span_exporter
         self._stop = asyncio.Event()
+        self._shutdown_deadline = float("inf")
         #: Handles on what :meth:`run` built (for tests and tools; None until then).
         self.watchdog: Watchdog | None = None
         self.status: Status | None = None
@@ -214,9 +222,10 @@ class App:
                 instance_id=s.instance_id, upstreams=s.upstreams, config=s.endpoint,
                 metrics=self.metrics, counts=counts, engine=engine, watchdog=watchdog,
                 probe=kafka.consumer, guard=guard,
+                broker_address=s.kafka.bootstrap_servers,
             )  # fmt: skip
             await kafka.start()
-            stack.push_async_callback(kafka.stop)
+            stack.push_async_callback(self._stop_clients, kafka)
             self.metrics.build_info.labels(__version__, config_hash(s)).set(1)
             if s.endpoint.enabled:
                 server = EndpointServer(
@@ -233,7 +242,10 @@ class App:
                 record_types={t: s.types[t].source for t in s.types.names()},
                 checks={t: [c.name for c in s.checks.get(t, [])] for t in s.types.names()},
             )  # fmt: skip
-            await stack.enter_async_context(_background(watchdog.run(), status.run()))
+            jobs = [watchdog.run(), status.run()]
+            if await self._input_topic_missing(kafka):
+                jobs.append(self._pick_up_input_topic(kafka))
+            await stack.enter_async_context(_background(*jobs))
             code = await self._run_until_stopped(intake, engine)
             await self._shutdown(intake, engine, kafka)
         log.info(
@@ -243,29 +255,75 @@ class App:
         )  # fmt: skip
         return code
 
+    async def _input_topic_missing(self, kafka: KafkaClients) -> bool:
+        """True (and a warning) when the broker does not know the input topic yet."""
+        s = self.settings
+        exists = await kafka.consumer.has_topic(
+            s.kafka.topics.input, s.endpoint.broker_check_timeout_s
+        )
+        if exists is False:
+            log.warning(
+                "kafka.input_topic_missing", topic=s.kafka.topics.input,
+                address=s.kafka.bootstrap_servers, checking_every_s=TOPIC_CHECK_INTERVAL_S,
+            )  # fmt: skip
+        return exists is False
+
+    async def _pick_up_input_topic(self, kafka: KafkaClients) -> None:
+        s = self.settings
+        waited = time.monotonic()
+        await kafka.consumer.wait_for_topic(
+            s.kafka.topics.input, TOPIC_CHECK_INTERVAL_S, s.endpoint.broker_check_timeout_s
+        )
+        log.info("kafka.input_topic_found", topic=s.kafka.topics.input,
+                 waited_s=round(time.monotonic() - waited, 1))  # fmt: skip
+
     async def _run_until_stopped(self, intake: Intake, engine: Engine) -> int:
         intake_task = asyncio.create_task(intake.run())
         stop_task = asyncio.create_task(self._stop.wait())
         await asyncio.wait({intake_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         log.info("processor.stopping", reason="signal" if self._stop.is_set() else "intake ended")
+        self._shutdown_deadline = time.monotonic() + self.settings.engine.drain_timeout_s
         intake.stop()
         stop_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await stop_task
-        try:
-            await intake_task
-        except Exception as exc:  # noqa: BLE001 - reported, then the shutdown goes on
-            log.error("processor.intake_failed", error=repr(exc))
+        # The loop returns after its current poll; a commit under way while the broker is
+        # down would hold it up to kafka.request_timeout_ms: the final commit redoes it.
+        await asyncio.wait({intake_task}, timeout=INTAKE_STOP_TIMEOUT_S)
+        if not intake_task.done():
+            intake_task.cancel()
+            await asyncio.wait({intake_task})
+        if not intake_task.cancelled() and (exc := intake_task.exception()) is not None:
+            log.error("processor.intake_failed", error=repr(exc))  # the shutdown goes on
             return 1
         return 1 if engine.fatal is not None else 0
 
+    def _left_s(self, floor_s: float) -> float:
+        """Seconds left before the shutdown deadline, but at least ``floor_s``."""
+        return max(floor_s, self._shutdown_deadline - time.monotonic())
+
     async def _shutdown(self, intake: Intake, engine: Engine, kafka: KafkaClients) -> None:
-        """Drain, flush and commit; closing the clients is left to the exit stack."""
+        """Drain, flush and commit, all within ``engine.drain_timeout_s`` of the stop (each
+        later step gets a floor of a second or two); closing the clients is left to the exit
+        stack. What could not be committed is logged: the next owner redoes it."""
         s = self.settings
-        drained = await engine.drain(None, s.engine.drain_timeout_s)
+        drained = await engine.drain(None, self._left_s(0))
         if not drained:
             log.warning("processor.drain_timeout", in_flight=engine.in_flight)
             await engine.cancel_all()
-        if not await kafka.flush(s.kafka.flush_timeout_s):
+        if not await kafka.flush(min(s.kafka.flush_timeout_s, self._left_s(1.0))):
             log.warning("processor.flush_incomplete")
-        await intake.commit()
+        try:
+            committed = await asyncio.wait_for(intake.commit(), self._left_s(1.0))
+        except TimeoutError:
+            committed = False
+        if not committed:
+            uncommitted = engine.committable()
+            log.warning(
+                "processor.commit_incomplete",
+                uncommitted={f"{t}-{p}": offset for (t, p), offset in sorted(uncommitted.items())},
+                in_flight=engine.in_flight,
+            )  # fmt: skip
+
+    async def _stop_clients(self, kafka: KafkaClients) -> None:
+        await kafka.stop(min(STOP_TIMEOUT_S, self._left_s(CLIENT_STOP_FLOOR_S)))

@@ -5,7 +5,11 @@ Commands::
     processor run --config FILE [--workers N|auto]   run until SIGTERM/SIGINT (graceful)
     processor run --no-config                        run on defaults and the environment alone
     processor check-config --config FILE             validate; print the effective config (YAML)
-    processor topics create --config FILE            create the input and outcome topics
+    processor topics create --config FILE [--partitions N] [--replication-factor N]
+                            [--topic-config KEY=VALUE ...]
+                                                     create the input and outcome topics as
+                                                     kafka.topic_settings says, print each,
+                                                     exit 1 if one that exists differs
     processor produce --config FILE [--topic T]      publish JSON lines from stdin
     processor schemas diff --config FILE --snapshots DIR [--type T] [--write]
                                                      record types against stored JSON Schemas
@@ -21,7 +25,8 @@ Exit codes (the README has the same table)::
          was produced; also check-config whose reader left early (``| head``)
     1    runtime failure: Kafka unreachable or refusing, an outcome or produced record not
          acknowledged, the HTTP port taken, a worker that did not stop cleanly; an
-         unexpected error (with a traceback); ``schemas diff`` found a breaking change
+         unexpected error (with a traceback); ``schemas diff`` found a breaking change;
+         ``topics create`` found a topic whose partitions or replication differ from the config
     2    bad configuration or usage, before anything connects: every config problem is
          printed, one line per key; ``run`` without ``--config`` or ``--no-config``
     130  interrupted (Ctrl-C) where no graceful stop applies (``produce`` reading stdin);
@@ -43,7 +48,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from processor import __version__
 from processor.errors import ConfigError, ProcessorError
@@ -108,7 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     topics = command("topics", "Manage the input and outcome topics")
     topics.add_argument("action", choices=["create"], help="create the topics that do not exist")
-    topics.add_argument("--partitions", type=int, default=3, help="partitions of a new topic")
+    topics.add_argument(
+        "--partitions", type=int, default=None, metavar="N",
+        help="partitions of every topic (default: kafka.topic_settings)",
+    )  # fmt: skip
+    topics.add_argument(
+        "--replication-factor", type=int, default=None, metavar="N",
+        help="replication factor of every topic (default: kafka.topic_settings)",
+    )  # fmt: skip
+    topics.add_argument(
+        "--topic-config", action="append", default=[], metavar="KEY=VALUE",
+        help="a topic config of every new topic, e.g. retention.ms=604800000 (repeatable; "
+        "added to kafka.topic_settings.configs)",
+    )  # fmt: skip
     produce = command(
         "produce", "Publish JSON lines from stdin, one record per line",
         "Each non-blank line is sent as it is (invalid JSON too: the processor is the "
@@ -297,11 +314,57 @@ async def _run(settings: Settings) -> int:
     return await app.run()
 
 
-async def _create_topics(settings: Settings, partitions: int) -> int:
-    from processor.kafka import ensure_topics
+def _topic_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``topics create``'s flags as TopicSettings fields (flags win over the config)."""
+    overrides: dict[str, Any] = {}
+    for flag, value in (("partitions", args.partitions),
+                        ("replication_factor", args.replication_factor)):  # fmt: skip
+        if value is not None:
+            if value < 1:
+                raise ConfigError(f"--{flag.replace('_', '-')}: must be at least 1, got {value}")
+            overrides[flag] = value
+    configs: dict[str, str] = {}
+    for entry in args.topic_config:
+        key, sep, value = entry.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--topic-config: expected KEY=VALUE, got {entry!r}")
+        configs[key] = value
+    if configs:
+        overrides["configs"] = configs
+    return overrides
 
-    await ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.names(), partitions)
-    return EXIT_OK
+
+async def _create_topics(settings: Settings, overrides: dict[str, Any]) -> int:
+    """Create the missing topics as configured, print each topic, and exit 1 when one that
+    exists has other partitions or another replication factor than the config expects."""
+    from processor.kafka import TopicSpec, create_or_find_topics
+
+    wanted = settings.kafka.topic_settings
+    if overrides:
+        extra = {**wanted.configs, **overrides.pop("configs", {})}
+        per_topic = {role: own.model_copy(update={k: None for k in overrides})
+                     for role, own in wanted.per_topic.items()}  # fmt: skip
+        wanted = wanted.model_copy(update={**overrides, "configs": extra, "per_topic": per_topic})
+    specs = [TopicSpec(name, *wanted.spec(role))
+             for role, name in settings.kafka.topics.by_role().items()]  # fmt: skip
+    found = await create_or_find_topics(
+        settings.kafka.bootstrap_servers, specs, settings.kafka.request_timeout_ms / 1000
+    )
+    mismatches = []
+    for topic in found:
+        spec = topic.spec
+        configs = "".join(f", {k}={v}" for k, v in spec.configs.items()) if topic.created else ""
+        _print(f"{'created' if topic.created else 'exists '} {spec.name}: {topic.partitions} "
+               f"partitions, replication factor {topic.replication_factor}{configs}\n")  # fmt: skip
+        for what, has, expects in (
+            ("partitions", topic.partitions, spec.partitions),
+            ("replication factor", topic.replication_factor, spec.replication_factor),
+        ):
+            if has != expects:
+                mismatches.append(f"{spec.name} has {what} {has}, the config expects {expects}")
+    for mismatch in mismatches:
+        _say(mismatch)
+    return EXIT_FAILURE if mismatches else EXIT_OK
 
 
 def _effective_config(settings: Settings) -> str:
@@ -450,6 +513,7 @@ def _command(args: argparse.Namespace) -> int:
 
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
+        topic_overrides = _topic_overrides(args) if args.command == "topics" else {}
         if args.command in ("run", "check-config"):
             from processor.custom_checks import load_custom_checks
 
@@ -471,7 +535,7 @@ def _command(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         if args.command == "topics":
-            return asyncio.run(_create_topics(settings, args.partitions))
+            return asyncio.run(_create_topics(settings, topic_overrides))
         if args.command == "produce":
             return asyncio.run(_produce(settings, args.topic, args.key_field))
         if args.command == "dlq":

@@ -39,6 +39,7 @@ from processor.checkplan import CheckConfig
 from processor.errors import ConfigError
 from processor.record_type_loading import record_types_and_problems
 from processor.record_types import RecordType, RecordTypes
+from processor.topic_settings import TopicRole, TopicSettings
 
 #: A key path (as pydantic reports locations) and what is wrong there.
 Problem = tuple[tuple[str | int, ...], str]
@@ -73,6 +74,11 @@ class TopicsConfig(_Frozen):
         """Input first, then the three outcome topics."""
         return [self.input, self.valid, self.invalid, self.dead_letter]
 
+    def by_role(self) -> dict[TopicRole, str]:
+        """Each topic's name by its role (input first)."""
+        return {"input": self.input, "valid": self.valid, "invalid": self.invalid,
+                "dead_letter": self.dead_letter}  # fmt: skip
+
 
 class OutcomesConfig(_Frozen):
     """What the valid and invalid topics carry (see :mod:`processor.payloads`)."""
@@ -99,11 +105,16 @@ class KafkaConfig(_Frozen):
     )
     client_id: str = "record-processor"
     topics: TopicsConfig = TopicsConfig()
+    topic_settings: TopicSettings = TopicSettings()
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: int = Field(default=45_000, ge=1_000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    connect_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="start-up: each client's bootstrap (first metadata answer) within this",
+    )  # fmt: skip
     producer_linger_ms: int = Field(default=5, ge=0)
     producer_max_batch_bytes: int = Field(default=262_144, ge=1_024)
     producer_max_request_bytes: int = Field(default=1_048_576, ge=1_024)

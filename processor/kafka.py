@@ -12,7 +12,9 @@ partitions as ``(topic, partition)`` tuples, offsets as ints, records as
 - :class:`TransactionalProducers` (``delivery: exactly_once``): one transactional producer per
   assigned input partition, which commits that partition's outcomes with its input offsets;
 - :func:`produce_lines`: publish lines as records (``processor produce``);
-- :func:`ensure_topics`: create the input and outcome topics.
+- :func:`ensure_topics`: create the input and outcome topics (tests, tools);
+- :func:`create_or_find_topics`: ``processor topics create``: topics made as specified
+  (partitions, replication factor, configs), or found and described.
 """
 
 from __future__ import annotations
@@ -20,9 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    TopicPartition,
+    errors,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     IllegalOperation,
@@ -67,10 +76,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class KafkaConsumer:
-    """The group consumer, in the service's terms (tuples, ints, our errors)."""
+    """The group consumer, in the service's terms (tuples, ints, our errors).
 
-    def __init__(self, client: AIOKafkaConsumer, auto_offset_reset: str = "earliest") -> None:
+    A commit waits at most ``commit_timeout_s``: while the broker is down aiokafka would wait
+    for a coordinator for ever, and a commit that never returns holds up a shutdown.
+    """
+
+    def __init__(
+        self,
+        client: AIOKafkaConsumer,
+        commit_timeout_s: float = 30.0,
+        auto_offset_reset: str = "earliest",
+    ) -> None:
         self._client = client
+        self._commit_timeout_s = commit_timeout_s
         self._reset = auto_offset_reset
 
     def subscribe(self, topic: str, handler: RebalanceHandler) -> None:
@@ -129,9 +148,11 @@ class KafkaConsumer:
         """
         wanted = {TopicPartition(*tp): OffsetAndMetadata(o, "") for tp, o in offsets.items()}
         try:
-            await self._client.commit(wanted)
+            await asyncio.wait_for(self._client.commit(wanted), self._commit_timeout_s)
         except KafkaError as exc:
             raise CommitFailed(f"{type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise CommitFailed(f"no answer within {self._commit_timeout_s:g}s") from exc
 
     async def reachable(self, timeout_s: float) -> bool:
         """True when a real metadata request succeeds within ``timeout_s``."""
@@ -141,12 +162,54 @@ class KafkaConsumer:
             return False
         return True
 
-    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]:
-        """High watermark minus our committed offset (or the fetch position), per partition."""
+    async def has_topic(self, topic: str, timeout_s: float) -> bool | None:
+        """Whether the broker knows ``topic`` (None: it did not answer within ``timeout_s``)."""
+        try:
+            return topic in await asyncio.wait_for(self._client.topics(), timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            return None
+
+    async def wait_for_topic(self, topic: str, interval_s: float, timeout_s: float) -> None:
+        """Return once ``topic`` exists, with the subscription's metadata refreshed.
+
+        aiokafka refreshes the metadata of a subscribed topic every ``metadata_max_age_ms``
+        (5 minutes): a topic created after start-up would be picked up that late. Asking every
+        ``interval_s`` and forcing the refresh once it exists makes it seconds.
+        """
+        while True:
+            if await self.has_topic(topic, timeout_s):
+                break
+            await asyncio.sleep(interval_s)  # a poll of the broker, not a synchronisation
+        # the consumer's own AIOKafkaClient: the public API offers no metadata refresh
+        self._client._client.force_metadata_update()
+
+    async def _end_offsets(
+        self, partitions: list[TopicPartition], timeout_s: float
+    ) -> dict[TopicPartition, int]:
+        """The end offsets the broker gives now; the fetcher's high watermarks (as of the last
+        fetch, frozen while a partition is paused) for partitions it did not answer for."""
+        ends: dict[TopicPartition, int] = {}
+        if partitions:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError, AssertionError):
+                ends = await asyncio.wait_for(self._client.end_offsets(partitions), timeout_s)
+        for tp in partitions:
+            if tp not in ends and (high := self._client.highwater(tp)) is not None:
+                ends[tp] = high
+        return ends
+
+    async def lag(
+        self, committed: Mapping[TP, int | None], timeout_s: float = 2.0
+    ) -> dict[TP, int]:
+        """End offset minus our committed offset (or the fetch position), per partition.
+
+        The end offsets are asked of the broker (within ``timeout_s``), so the lag is true
+        while partitions are paused, when the fetcher learns nothing new.
+        """
         lags = {}
+        ends = await self._end_offsets([TopicPartition(*tp) for tp in committed], timeout_s)
         for (topic, partition), done in committed.items():
             tp = TopicPartition(topic, partition)
-            high = self._client.highwater(tp)
+            high = ends.get(tp)
             if high is None:
                 continue
             if done is None:
@@ -365,29 +428,41 @@ class KafkaClients:
 
     def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
                  drain_timeout_s: float, exactly_once: bool = False) -> None:  # fmt: skip
+        self._config = config
         self._producer = _make_producer(config)
         self.producer = OutcomeProducer(self._producer)
         isolation = "read_committed" if exactly_once else "read_uncommitted"
         self._consumer = _make_consumer(
             config, max_partition_fetch_bytes, drain_timeout_s, isolation
         )
-        self.consumer = KafkaConsumer(self._consumer, config.auto_offset_reset)
+        self.consumer = KafkaConsumer(
+            self._consumer, config.request_timeout_ms / 1000, config.auto_offset_reset
+        )
         self.transactions = TransactionalProducers(config) if exactly_once else None
 
     async def start(self) -> None:
-        """Start the clients (bootstrap, metadata); transactional producers start on assignment.
+        """Start the clients (bootstrap, metadata), each within ``kafka.connect_timeout_s``;
+        transactional producers start on assignment.
 
         Raises:
-            KafkaUnavailable: The broker could not be reached; nothing is left running.
+            KafkaUnavailable: The broker could not be reached or did not answer in time (the
+                message names the address); nothing is left running.
         """
+        timeout_s = self._config.connect_timeout_s
+        address = self._config.bootstrap_servers
         try:
             if self.transactions is None:
-                await self._producer.start()
-            await self._consumer.start()
+                await asyncio.wait_for(self._producer.start(), timeout_s)
+            await asyncio.wait_for(self._consumer.start(), timeout_s)
+        except TimeoutError as exc:
+            await self.stop(STOP_TIMEOUT_S)
+            raise KafkaUnavailable(
+                f"Kafka at {address} did not answer within {timeout_s:g}s "
+                "(kafka.connect_timeout_s): is it a Kafka listener?"
+            ) from exc
         except (KafkaError, OSError) as exc:
-            with contextlib.suppress(Exception):
-                await self.stop()
-            raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+            await self.stop(STOP_TIMEOUT_S)
+            raise KafkaUnavailable(f"cannot connect to Kafka at {address}: {exc!r}") from exc
 
     async def flush(self, timeout_s: float) -> bool:
         """Wait until every queued record is acknowledged or failed; False on timeout/error."""
@@ -399,14 +474,28 @@ class KafkaClients:
             return False
         return True
 
-    async def stop(self) -> None:
-        """Leave the group and close the clients, each bounded by ``STOP_TIMEOUT_S``."""
-        with contextlib.suppress(KafkaError, TimeoutError, OSError):
-            await asyncio.wait_for(self._consumer.stop(), STOP_TIMEOUT_S)
-        if self.transactions is not None:
-            await self.transactions.close_all()  # what was not committed is redone
-        with contextlib.suppress(KafkaError, TimeoutError, OSError):
-            await asyncio.wait_for(self._producer.stop(), STOP_TIMEOUT_S)
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Leave the group and close both clients, within ``timeout_s`` in all.
+
+        A client that does not close in time (the broker is down: leaving the group waits on
+        a coordinator) is given up; its session expires on the broker's side.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        if self.transactions is not None:  # what was not committed is redone
+            await self.transactions.close_all()
+        for client in (self._consumer, self._producer):
+            left = max(0.5, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(client.stop(), left)
+            except (KafkaError, TimeoutError, OSError):
+                pass
+            except asyncio.CancelledError:
+                # aiokafka's fetcher cancels its pending fetches on close and then awaits
+                # them: their CancelledError escapes consumer.stop(). Ours (a cancelled
+                # caller) goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
 
 
 #: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).
@@ -463,28 +552,86 @@ async def produce_lines(
     return acknowledged
 
 
-async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
-) -> None:
-    """Create the topics that do not exist yet (idempotent).
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as ``processor topics create`` should make it (or find it)."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TopicFound:
+    """A topic after ``processor topics create``: made now, or found with this layout."""
+
+    spec: TopicSpec
+    created: bool
+    partitions: int
+    replication_factor: int
+
+
+def _layout(described: Mapping[str, Any]) -> tuple[int, int]:
+    """Partitions and replication factor (the fewest replicas of any partition)."""
+    partitions = described["partitions"]
+    return len(partitions), min((len(p["replicas"]) for p in partitions), default=0)
+
+
+def _refusals(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
+    """``topic: why`` for each topic the broker would not create ((topic, code[, message]))."""
+    refused = []
+    for topic, code, *rest in topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            refused.append(f"{topic}: {(rest and rest[0]) or errors.for_code(code).__name__}")
+    return refused
+
+
+async def create_or_find_topics(
+    bootstrap_servers: str, specs: Sequence[TopicSpec], timeout_s: float = ADMIN_TIMEOUT_S
+) -> list[TopicFound]:
+    """Create the topics of ``specs`` that do not exist; describe them all.
 
     Raises:
-        KafkaUnavailable: The broker could not be reached or refused.
+        KafkaUnavailable: The broker could not be reached, did not answer within
+            ``timeout_s``, or refused to create a topic (the message says which and why).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
-        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
-        existing = set(await asyncio.wait_for(admin.list_topics(), ADMIN_TIMEOUT_S))
-        missing = [t for t in dict.fromkeys(topics) if t not in existing]
-        if missing:
-            new = [NewTopic(t, partitions, replication) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(admin.create_topics(new), ADMIN_TIMEOUT_S)
+        await asyncio.wait_for(admin.start(), timeout_s)
+        existing = set(await asyncio.wait_for(admin.list_topics(), timeout_s))
+        new = [s for s in specs if s.name not in existing]
+        if new:
+            answer = await asyncio.wait_for(admin.create_topics([
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs))
+                for s in new
+            ]), timeout_s)  # fmt: skip
+            if refused := _refusals(answer.topic_errors):
+                raise KafkaUnavailable("cannot create topics: " + "; ".join(refused))
+        names = [s.name for s in specs]
+        described = await asyncio.wait_for(admin.describe_topics(names), timeout_s)
     except (KafkaError, TimeoutError, OSError) as exc:
         raise KafkaUnavailable(f"cannot create topics on {bootstrap_servers}: {exc!r}") from exc
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(admin.close(), 5)
+    layouts = {d["topic"]: _layout(d) for d in described}
+    created = {s.name for s in new}
+    return [TopicFound(s, s.name in created, *layouts.get(s.name, (0, 0))) for s in specs]
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
+) -> None:
+    """Create the topics that do not exist yet (idempotent; tests and tools).
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached or refused.
+    """
+    specs = [TopicSpec(t, partitions, replication, {}) for t in dict.fromkeys(topics)]
+    await create_or_find_topics(bootstrap_servers, specs)
 
 
 async def topic_partitions(config: KafkaConfig, topics: Sequence[str]) -> dict[str, list[int]]:

@@ -73,6 +73,10 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.stalled = Gauge("processor_stalled", "1 while the stall watchdog fires.", registry=r)
+        self.broker_reachable = Gauge(
+            "processor_broker_reachable", "1 when the last broker probe answered in time.",
+            registry=r,
+        )  # fmt: skip
         self.ready = Gauge("processor_ready", "1 when assigned, broker reachable, not stalled.",
                            registry=r)  # fmt: skip
         self.build_info = Gauge(

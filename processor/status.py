@@ -4,8 +4,9 @@
   topic and reason (for ``/status`` and the summary line) and feeds the outcome metrics.
 - :class:`Status` implements the endpoint's ``StatusSource`` (``readiness()``,
   ``status()``) and runs the poller that, every ``endpoint.broker_check_interval_s``, probes
-  the broker, computes each partition's lag from what the engine last committed, and sets
-  the ``consumer_lag``, ``stalled`` and ``ready`` gauges.
+  the broker (its transitions logged by :class:`~processor.reachability.Reachability`),
+  computes each partition's lag from the broker's end offsets and what the engine last
+  committed, and sets the ``consumer_lag``, ``stalled`` and ``ready`` gauges.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from processor.engine import TP, Engine
 from processor.guard import DeadLetterGuard
 from processor.metrics import Metrics
 from processor.outcomes import Outcome, outcome_label
+from processor.reachability import Reachability
 from processor.watchdog import Watchdog
 
 RATE_WINDOW_S = 60.0
@@ -35,7 +37,7 @@ class BrokerProbe(Protocol):
     """What the poller asks the broker (``processor.kafka.KafkaConsumer`` answers)."""
 
     async def reachable(self, timeout_s: float) -> bool: ...
-    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]: ...
+    async def lag(self, committed: Mapping[TP, int | None], timeout_s: float) -> dict[TP, int]: ...
 
 
 class OutcomeCounts:
@@ -81,6 +83,7 @@ class Status:
         watchdog: Watchdog,
         probe: BrokerProbe,
         guard: DeadLetterGuard | None = None,
+        broker_address: str = "",
     ) -> None:
         self._instance_id = instance_id
         self._upstreams = list(upstreams)
@@ -92,6 +95,7 @@ class Status:
         self._probe = probe
         self._guard = guard
         self._broker_reachable = False
+        self._reachability = Reachability(broker_address, metrics.broker_reachable)
         self._lag: dict[TP, int] = {}
         self._samples: deque[tuple[float, int]] = deque()
 
@@ -143,8 +147,10 @@ class Status:
 
     async def refresh(self) -> None:
         """Probe the broker, recompute the lag, set the gauges, sample the outcome rate."""
-        self._broker_reachable = await self._probe.reachable(self._config.broker_check_timeout_s)
-        self._lag = await self._probe.lag(self._engine.committed())
+        timeout_s = self._config.broker_check_timeout_s
+        self._broker_reachable = await self._probe.reachable(timeout_s)
+        self._reachability.observe(self._broker_reachable)
+        self._lag = await self._probe.lag(self._engine.committed(), timeout_s)
         for (topic, partition), lag in self._lag.items():
             self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
         self._metrics.stalled.set(int(self._watchdog.stalled))

@@ -31,7 +31,7 @@ def _cli(*argv: str) -> list[str]:
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (["run"], "processor: cannot connect to Kafka: "),
+        (["run"], "processor: cannot connect to Kafka at "),
         (["topics", "create"], "processor: cannot create topics on "),
         (["produce"], "processor: cannot produce to records.in on "),
     ],

@@ -49,6 +49,7 @@ GAUGES = (
     "processor_stalled",
     "processor_dead_letter_guard_tripped",
     "processor_ready",
+    "processor_broker_reachable",
     "processor_build_info",
 )
 HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")

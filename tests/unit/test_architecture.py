@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "processor.schema_compat", "processor.payloads"),
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
+    ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config",),
     # the edges (one library each) and the outcome values
     ("processor.tracing",),  # the OpenTelemetry edge (optional extra)
@@ -29,6 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "processor.endpoint"),
     ("processor.custom_checks",),  # user code behind an upstream handle
     ("processor.metrics", "processor.checks", "processor.guard"),
+    ("processor.reachability",),  # the broker's transitions: events and a gauge
     ("processor.pipeline",),
     ("processor.engine",),
     ("processor.transactions",),  # exactly-once commits over the engine's holds

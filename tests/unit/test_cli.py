@@ -156,3 +156,32 @@ def test_produce_keys_come_from_the_named_field_when_the_line_has_it(
 ) -> None:
     """--key-field takes the key from a (dotted) field of a JSON line, else no key."""
     assert cli._key_for(field)(line) == key
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--topic-config", "retention.ms"],
+            "--topic-config: expected KEY=VALUE, got 'retention.ms'",
+        ),
+        (["--partitions", "0"], "--partitions: must be at least 1, got 0"),
+        (["--replication-factor", "-1"], "--replication-factor: must be at least 1, got -1"),
+    ],
+)
+def test_topics_create_refuses_bad_flags_with_exit_2_before_connecting(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad topics-create flag is one line naming it, exit 2, and no broker is asked."""
+    assert main(["topics", "create", "--config", str(EXAMPLE), *flags]) == 2
+    assert capsys.readouterr().err == f"processor: {message}\n"
+
+
+def test_topic_settings_give_each_topic_its_overrides_and_the_shared_values() -> None:
+    """A per-topic override wins for that topic only; configs merge, values as strings."""
+    settings = load_settings(None).kafka.topic_settings.model_validate({
+        "partitions": 6, "configs": {"retention.ms": 1000, "cleanup.policy": "delete"},
+        "per_topic": {"dead_letter": {"partitions": 1, "configs": {"retention.ms": "9"}}},
+    })  # fmt: skip
+    assert settings.spec("input") == (6, 1, {"retention.ms": "1000", "cleanup.policy": "delete"})
+    assert settings.spec("dead_letter") == (1, 1, {"retention.ms": "9", "cleanup.policy": "delete"})

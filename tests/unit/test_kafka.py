@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import pytest
@@ -42,6 +43,18 @@ class FakeClient:
     async def getmany(self, **_: Any) -> dict[TopicPartition, list[Record]]:
         return {TopicPartition("in", 1): [RECORD]}
 
+    #: What the broker says the end offsets are (None: it never answers).
+    ends: dict[TopicPartition, int] | None = None
+    highwaters: dict[TopicPartition, int] = {}
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self.ends is None:
+            await asyncio.Event().wait()
+        return {tp: self.ends[tp] for tp in partitions if self.ends and tp in self.ends}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters.get(tp)
+
 
 def _consumer(client: FakeClient) -> KafkaConsumer:
     return KafkaConsumer(cast(AIOKafkaConsumer, client))
@@ -68,3 +81,16 @@ async def test_poll_pause_and_resume_speak_tuples() -> None:
     consumer.resume({("in", 0), ("in", 5)})
     assert client.paused == [TopicPartition("in", 0)]
     assert client.resumed == [TopicPartition("in", 0)]
+
+
+async def test_lag_comes_from_the_brokers_end_offsets_not_the_fetchers_high_watermark() -> None:
+    """The end offsets the broker gives win over the fetcher's (frozen while paused) high
+    watermark; a broker that does not answer in time leaves the high watermark."""
+    client = FakeClient()
+    tp = TopicPartition("in", 0)
+    client.highwaters = {tp: 50}
+    client.ends = {tp: 190}
+    consumer = _consumer(client)
+    assert await consumer.lag({("in", 0): 40}, timeout_s=1) == {("in", 0): 150}
+    client.ends = None
+    assert await consumer.lag({("in", 0): 40}, timeout_s=0.01) == {("in", 0): 10}

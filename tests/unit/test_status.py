@@ -29,7 +29,7 @@ class FakeProbe:
     async def reachable(self, timeout_s: float) -> bool:
         return self.up
 
-    async def lag(self, committed: Mapping[TP, int | None]) -> dict[TP, int]:
+    async def lag(self, committed: Mapping[TP, int | None], timeout_s: float) -> dict[TP, int]:
         self.asked.append(dict(committed))
         return {tp: 100 - (offset or 0) for tp, offset in committed.items()}
 
