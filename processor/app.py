@@ -86,7 +86,7 @@ class App:
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
+        """Started, in the group, broker reachable (the /readyz answer)."""
         return self.status is not None and self.status.ready
 
     def request_stop(self) -> None:
@@ -182,7 +182,7 @@ class App:
             status = self.status = Status(
                 instance_id=s.instance_id, upstreams=s.upstreams, config=s.endpoint,
                 metrics=self.metrics, counts=counts, engine=engine, watchdog=watchdog,
-                probe=kafka.consumer,
+                probe=kafka.consumer, intake=intake,
             )  # fmt: skip
             await kafka.start()
             stack.push_async_callback(kafka.stop)

@@ -70,6 +70,10 @@ class Intake:
         self._paused: set[TP] = set()
         self._stop = asyncio.Event()
         self.consumed_total = 0
+        # Liveness and readiness facts (processor.status reads them):
+        self.running = False  # the loop is between its first and last iteration
+        self.joined = False  # the group assigned us a (possibly empty) set of partitions
+        self.busy_since: float | None = None  # loop work started (None while it polls)
 
     def subscribe(self) -> None:
         self._consumer.subscribe(self._topic, self)
@@ -84,8 +88,16 @@ class Intake:
         With ``burst`` (arq's term) the loop also returns, after a last commit, once a poll
         brings nothing while nothing is in flight: a backlog worked off, a test's script done.
         """
+        self.running = True
+        try:
+            await self._loop(burst)
+        finally:
+            self.running, self.busy_since = False, None
+
+    async def _loop(self, burst: bool) -> None:
         next_commit = time.monotonic() + self._commit_interval_s
         while not self._stop.is_set() and self._engine.fatal is None:
+            self.busy_since = time.monotonic()
             if time.monotonic() >= next_commit:  # also while intake is paused
                 await self.commit()
                 next_commit = time.monotonic() + self._commit_interval_s
@@ -93,7 +105,9 @@ class Intake:
             # Poll even when full: every partition is paused then, so nothing comes back,
             # but the group sees us alive (max_poll_interval_ms).
             room = max(1, min(self._engine.capacity(), self._fetch_max_records))
+            self.busy_since = None  # waiting on the broker is not being stuck
             batches = await self._poll(room)
+            self.busy_since = time.monotonic()
             if burst and not batches and self._engine.in_flight == 0:
                 await self.commit()
                 return
@@ -165,6 +179,7 @@ class Intake:
         return True
 
     def on_assigned(self, partitions: set[TP]) -> None:
+        self.joined = True  # also with no partitions: a standby member is in the group
         self._engine.assign(partitions)
         self._paused -= partitions
         self._metrics.assigned_partitions.set(len(self._engine.assigned))
