@@ -1,13 +1,14 @@
 """The operations endpoint, served from the processor's own event loop.
 
 ``/livez`` and its alias ``/healthz`` (the event loop answers and the intake loop runs: the
-liveness probe), ``/readyz`` (started, in the group, broker reachable: 200 or 503; a
-standby member without partitions is ready, a stall is not a probe failure), ``/metrics``
+liveness probe), ``/readyz`` (started, in the group, broker reachable: 200 or 503; a standby
+member without partitions is ready, a stall is not a probe failure), ``/metrics``
 (Prometheus text format, process and Python runtime collectors included), ``/status`` (JSON
-for humans: assignments, lag, in-flight, breakers, stalled, recent outcome rates), the OpenAPI document at ``/openapi.json``, and ``/docs``: a small
-page listing the endpoints, self-contained so it works without internet (FastAPI's Swagger
-and ReDoc pages load their scripts from a CDN and are turned off). Every handler only reads
-state the engine keeps anyway, so a scrape never waits on record processing, nor the reverse.
+for humans: assignments, lag, in-flight, breakers, stalled, recent outcome rates), the
+OpenAPI document at ``/openapi.json``, and ``/docs``: a small page listing the endpoints,
+self-contained so it works without internet (FastAPI's Swagger and ReDoc pages load their
+scripts from a CDN and are turned off). Every handler only reads state the engine keeps
+anyway, so a scrape never waits on record processing, nor the reverse.
 
 :class:`EndpointServer` binds the socket itself, so a taken port is an
 :class:`~processor.errors.EndpointError` (uvicorn would ``sys.exit(3)`` inside the task).
