@@ -37,7 +37,9 @@ def _stages() -> list[list[tuple[str, str]]]:
 def test_it_is_multi_stage_and_the_runtime_copies_only_the_built_environment() -> None:
     """A build stage makes the wheel and installs it with constraints.txt; the runtime stage
     copies the virtualenv from it and runs no pip."""
-    build, runtime = _stages()
+    stages = _stages()
+    build, runtime = stages[0], stages[-1]
+    assert runtime[0] == ("FROM", "${PYTHON_IMAGE} AS runtime")
     build_runs = " ".join(arg for word, arg in build if word == "RUN")
     assert "pip wheel" in build_runs
     assert "-c constraints.txt" in build_runs
