@@ -68,8 +68,8 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.stalled = Gauge("processor_stalled", "1 while the stall watchdog fires.", registry=r)
-        self.ready = Gauge("processor_ready", "1 when assigned, broker reachable, not stalled.",
-                           registry=r)  # fmt: skip
+        self.ready = Gauge("processor_ready", "1 when /readyz answers 200 (in the group, "
+                           "broker reachable).", registry=r)  # fmt: skip
         self.build_info = Gauge(
             "processor_build_info", "Always 1; the labels say what runs.",
             ["version", "config_hash"], registry=r,
