@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 from structlog.testing import capture_logs
 
 from devtools.corpus import build_corpus
@@ -37,9 +38,15 @@ async def test_a_hanging_upstream_is_reported_stalled_naming_the_stuck_check(
             async with running_app(settings) as app:
                 await wait_until(lambda: app.watchdog is not None and app.watchdog.stalled,
                                  timeout_s=30, what="the stall")  # fmt: skip
-                assert app.ready is True  # a stall is reported, not a probe failure
-                assert app.status is not None
-                assert app.status.status()["stalled"] is True
+                assert app.http_port is not None
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+                    base = f"http://127.0.0.1:{app.http_port}"
+                    async with http.get(f"{base}/readyz") as ready:
+                        assert ready.status == 200  # a stall is reported, not a probe failure
+                    async with http.get(f"{base}/livez") as live:
+                        assert live.status == 200
+                    async with http.get(f"{base}/status") as status:
+                        assert (await status.json())["stalled"] is True
                 await sim.control(timeout_rate=0.0)
                 collector = OutcomeCollector(kafka_bootstrap, topics)
                 assert await collector.collect(set(coords), timeout_s=60)
