@@ -71,7 +71,7 @@ class Intake:
         self._stop = asyncio.Event()
         self.consumed_total = 0
         # Liveness and readiness facts (processor.status reads them):
-        self.running = False  # the loop is between its first and last iteration
+        self.running = False  # the loop runs, or ended on stop() (a graceful shutdown is alive)
         self.joined = False  # the group assigned us a (possibly empty) set of partitions
         self.busy_since: float | None = None  # loop work started (None while it polls)
 
@@ -92,7 +92,7 @@ class Intake:
         try:
             await self._loop(burst)
         finally:
-            self.running, self.busy_since = False, None
+            self.running, self.busy_since = self._stop.is_set(), None
 
     async def _loop(self, burst: bool) -> None:
         next_commit = time.monotonic() + self._commit_interval_s

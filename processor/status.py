@@ -120,7 +120,7 @@ class Status:
         return self.readiness()["ready"]
 
     def liveness(self) -> dict[str, bool]:
-        """The intake loop runs and is not stuck outside its poll (the /livez answer)."""
+        """The intake loop runs (or stops on request) and is not stuck outside its poll."""
         intake = self._intake
         busy = intake.busy_since
         not_stuck = busy is None or time.monotonic() - busy < LIVENESS_STUCK_S
