@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus schemas soak-memory clean
+.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus schemas asyncapi soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -61,6 +61,11 @@ soak-memory: venv kafka-jars
 ## Re-record the JSON Schema snapshots after a deliberate schema change.
 schemas: venv
 	$(BIN)/python -m schemas.export --write
+
+## Regenerate docs/asyncapi.yaml from the models and validate it with @asyncapi/parser (npm).
+asyncapi: venv
+	$(BIN)/python -m schemas.asyncapi --write
+	cd tools/asyncapi && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts && node validate.mjs ../../docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build *.egg-info

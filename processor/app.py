@@ -101,7 +101,7 @@ class App:
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
+        """Started, in the group, broker reachable (the /readyz answer)."""
         return self.status is not None and self.status.ready
 
     def resume_intake(self) -> None:
@@ -223,6 +223,7 @@ class App:
                 metrics=self.metrics, counts=counts, engine=engine, watchdog=watchdog,
                 probe=kafka.consumer, guard=guard,
                 broker_address=s.kafka.bootstrap_servers,
+                intake=intake,
             )  # fmt: skip
             await kafka.start()
             stack.push_async_callback(self._stop_clients, kafka)

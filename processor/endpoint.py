@@ -1,12 +1,14 @@
 """The operations endpoint, served from the processor's own event loop.
 
-``/healthz`` (the process is alive), ``/readyz`` (partitions assigned, broker reachable,
-not stalled: 200 or 503), ``/metrics`` (Prometheus text format, process and Python runtime
-collectors included), ``/status`` (JSON for humans: assignments, lag, in-flight, breakers,
-recent outcome rates), the OpenAPI document at ``/openapi.json``, and ``/docs``: a small
-page listing the endpoints, self-contained so it works without internet (FastAPI's Swagger
-and ReDoc pages load their scripts from a CDN and are turned off). Every handler only reads
-state the engine keeps anyway, so a scrape never waits on record processing, nor the reverse.
+``/livez`` and its alias ``/healthz`` (the event loop answers and the intake loop runs: the
+liveness probe), ``/readyz`` (started, in the group, broker reachable: 200 or 503; a standby
+member without partitions is ready, a stall is not a probe failure), ``/metrics``
+(Prometheus text format, process and Python runtime collectors included), ``/status`` (JSON
+for humans: assignments, lag, in-flight, breakers, stalled, recent outcome rates), the
+OpenAPI document at ``/openapi.json``, and ``/docs``: a small page listing the endpoints,
+self-contained so it works without internet (FastAPI's Swagger and ReDoc pages load their
+scripts from a CDN and are turned off). Every handler only reads state the engine keeps
+anyway, so a scrape never waits on record processing, nor the reverse.
 
 :class:`EndpointServer` binds the socket itself, so a taken port is an
 :class:`~processor.errors.EndpointError` (uvicorn would ``sys.exit(3)`` inside the task).
@@ -36,6 +38,7 @@ SHUTDOWN_TIMEOUT_S = 5.0
 class StatusSource(Protocol):
     """What the endpoint reports on (``processor.status.Status`` implements it)."""
 
+    def liveness(self) -> dict[str, bool]: ...
     def readiness(self) -> dict[str, bool]: ...
     def status(self) -> dict[str, Any]: ...
     def resume_guard(self, by: str) -> dict[str, Any]: ...
@@ -51,13 +54,21 @@ def build_api(source: StatusSource, registry: CollectorRegistry) -> FastAPI:
         redoc_url=None,
     )
 
-    @api.get("/healthz", summary="The process is alive and its event loop answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+    async def live(response: Response) -> dict[str, bool]:
+        checks = source.liveness()
+        response.status_code = 200 if checks["live"] else 503
+        return checks
+
+    for path in ("/livez", "/healthz"):
+        api.add_api_route(
+            path, live, methods=["GET"],
+            summary="Event loop answers, intake loop running (200), else 503; never the broker",
+            responses={503: {"description": "not live; the body says which condition fails"}},
+        )  # fmt: skip
 
     @api.get(
         "/readyz",
-        summary="Partitions assigned, broker reachable, not stalled (200), else 503",
+        summary="Started, in the group (partitions or standby), broker reachable (200), else 503",
         responses={503: {"description": "not ready; the body says which condition fails"}},
     )
     async def readyz(response: Response) -> dict[str, bool]:

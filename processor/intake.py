@@ -74,6 +74,10 @@ class Intake:
         self._paused: set[TP] = set()
         self._stop = asyncio.Event()
         self.consumed_total = 0
+        # Liveness and readiness facts (processor.status reads them):
+        self.running = False  # the loop runs, or ended on stop() (a graceful shutdown is alive)
+        self.joined = False  # the group assigned us a (possibly empty) set of partitions
+        self.busy_since: float | None = None  # loop work started (None while it polls)
 
     def subscribe(self) -> None:
         self._consumer.subscribe(self._topic, self)
@@ -88,12 +92,20 @@ class Intake:
         With ``burst`` (arq's term) the loop also returns, after a last commit, once a poll
         brings nothing while nothing is in flight: a backlog worked off, a test's script done.
         """
+        self.running = True
+        try:
+            await self._loop(burst)
+        finally:
+            self.running, self.busy_since = self._stop.is_set(), None
+
+    async def _loop(self, burst: bool) -> None:
         next_commit = time.monotonic() + self._commit_interval_s
         # exactly-once: a periodic commit runs beside the loop, so records keep being taken
         # (those past a partition's cut wait in their lanes) and start the moment it ends
         committing: asyncio.Task[bool] | None = None
         try:
             while not self._stop.is_set() and self._engine.fatal is None:
+                self.busy_since = time.monotonic()
                 if time.monotonic() >= next_commit:  # also while intake is paused
                     if self._transactions is None:
                         await self.commit(final=False)
@@ -104,7 +116,9 @@ class Intake:
                 # Poll even when full: every partition is paused then, so nothing comes back,
                 # but the group sees us alive (max_poll_interval_ms).
                 room = max(1, min(self._engine.capacity(), self._fetch_max_records))
+                self.busy_since = None  # waiting on the broker is not being stuck
                 batches = await self._poll(room)
+                self.busy_since = time.monotonic()
                 if burst and not batches and self._engine.in_flight == 0:
                     await self.commit()
                     return
@@ -182,6 +196,7 @@ class Intake:
         return True
 
     async def on_assigned(self, partitions: set[TP]) -> None:
+        self.joined = True  # also with no partitions: a standby member is in the group
         if self._transactions is not None:
             # no record is taken before the producers fenced the previous owner and the
             # offsets are read again: what a poll returns meanwhile is not owned yet, dropped

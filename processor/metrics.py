@@ -77,8 +77,8 @@ class Metrics:
             "processor_broker_reachable", "1 when the last broker probe answered in time.",
             registry=r,
         )  # fmt: skip
-        self.ready = Gauge("processor_ready", "1 when assigned, broker reachable, not stalled.",
-                           registry=r)  # fmt: skip
+        self.ready = Gauge("processor_ready", "1 when /readyz answers 200 (in the group, "
+                           "broker reachable).", registry=r)  # fmt: skip
         self.build_info = Gauge(
             "processor_build_info", "Always 1; the labels say what runs.",
             ["version", "config_hash"], registry=r,

@@ -2,11 +2,20 @@
 
 - :class:`OutcomeCounts` is the engine's ``on_outcome`` callback: it counts outcomes by
   topic and reason (for ``/status`` and the summary line) and feeds the outcome metrics.
-- :class:`Status` implements the endpoint's ``StatusSource`` (``readiness()``,
-  ``status()``) and runs the poller that, every ``endpoint.broker_check_interval_s``, probes
-  the broker (its transitions logged by :class:`~processor.reachability.Reachability`),
-  computes each partition's lag from the broker's end offsets and what the engine last
-  committed, and sets the ``consumer_lag``, ``stalled`` and ``ready`` gauges.
+- :class:`Status` implements the endpoint's ``StatusSource`` (``liveness()``,
+  ``readiness()``, ``status()``) and runs the poller that, every
+  ``endpoint.broker_check_interval_s``, probes the broker (its transitions logged by
+  :class:`~processor.reachability.Reachability`), computes each partition's lag from the
+  broker's end offsets and what the engine last committed, and sets the ``consumer_lag``,
+  ``stalled`` and ``ready`` gauges.
+
+Probe semantics (README, "Operating it"): *liveness* is the event loop answering and the
+intake loop running and not stuck outside its poll for :data:`LIVENESS_STUCK_S` (waiting on
+the broker counts as alive); *readiness* is started (a first broker check done), in the
+group (an assignment received, possibly empty: a standby member is ready) and the broker
+reachable. A stall or an open breaker is reported in ``/status``, the metrics and the
+alerts, never by failing a probe: restarting or unreadying the pod would only add a
+rebalance to an upstream outage.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from processor.reachability import Reachability
 from processor.watchdog import Watchdog
 
 RATE_WINDOW_S = 60.0
+LIVENESS_STUCK_S = 120.0  # the intake loop busy (not polling) this long: not live
 _BREAKER_NAMES = ("closed", "half_open", "open")
 
 
@@ -38,6 +48,14 @@ class BrokerProbe(Protocol):
 
     async def reachable(self, timeout_s: float) -> bool: ...
     async def lag(self, committed: Mapping[TP, int | None], timeout_s: float) -> dict[TP, int]: ...
+
+
+class IntakeState(Protocol):
+    """What the probes read from the intake loop (``processor.intake.Intake`` has it)."""
+
+    running: bool
+    joined: bool
+    busy_since: float | None
 
 
 class OutcomeCounts:
@@ -84,6 +102,7 @@ class Status:
         probe: BrokerProbe,
         guard: DeadLetterGuard | None = None,
         broker_address: str = "",
+        intake: IntakeState,
     ) -> None:
         self._instance_id = instance_id
         self._upstreams = list(upstreams)
@@ -94,6 +113,8 @@ class Status:
         self._watchdog = watchdog
         self._probe = probe
         self._guard = guard
+        self._intake = intake
+        self._checked = False
         self._broker_reachable = False
         self._reachability = Reachability(broker_address, metrics.broker_reachable)
         self._lag: dict[TP, int] = {}
@@ -101,15 +122,22 @@ class Status:
 
     @property
     def ready(self) -> bool:
-        """Partitions assigned, broker reachable, not stalled (the /readyz answer)."""
+        """Started, in the group, broker reachable (the /readyz answer)."""
         return self.readiness()["ready"]
 
+    def liveness(self) -> dict[str, bool]:
+        """The intake loop runs (or stops on request) and is not stuck outside its poll."""
+        intake = self._intake
+        busy = intake.busy_since
+        not_stuck = busy is None or time.monotonic() - busy < LIVENESS_STUCK_S
+        return {"live": intake.running and not_stuck, "intake_running": intake.running,
+                "intake_not_stuck": not_stuck}  # fmt: skip
+
     def readiness(self) -> dict[str, bool]:
-        assigned = bool(self._engine.assigned)
-        not_stalled = not self._watchdog.stalled
-        ready = assigned and self._broker_reachable and not_stalled
-        return {"ready": ready, "partitions_assigned": assigned,
-                "broker_reachable": self._broker_reachable, "not_stalled": not_stalled}  # fmt: skip
+        in_group = self._intake.joined
+        ready = self._checked and in_group and self._broker_reachable
+        return {"ready": ready, "started": self._checked, "in_group": in_group,
+                "broker_reachable": self._broker_reachable}  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         engine = self._engine
@@ -128,6 +156,8 @@ class Status:
             "instance": self._instance_id,
             "version": __version__,
             **self.readiness(),
+            "live": self.liveness()["live"],
+            "stalled": self._watchdog.stalled,
             "assigned": [f"{t}-{p}" for t, p in engine.assigned],
             "in_flight": engine.in_flight,
             "lag": {f"{t}-{p}": lag for (t, p), lag in self._lag.items()},
@@ -151,6 +181,7 @@ class Status:
         self._broker_reachable = await self._probe.reachable(timeout_s)
         self._reachability.observe(self._broker_reachable)
         self._lag = await self._probe.lag(self._engine.committed(), timeout_s)
+        self._checked = True
         for (topic, partition), lag in self._lag.items():
             self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
         self._metrics.stalled.set(int(self._watchdog.stalled))

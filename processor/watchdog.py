@@ -1,9 +1,10 @@
 """The watchdog: once a second, is the engine stalled, and is memory over its budget?
 
 - **Stall**: records are in flight and none has finished for ``engine.stall_timeout_s``.
-  Readiness turns false and one ``engine.stalled`` line names the partition and offset
-  holding the watermark back and the longest-running activity (which check, which
-  upstream). When records finish again: ``engine.unstalled``.
+  ``/status`` and the ``processor_stalled`` gauge say so (the probes do not: an upstream
+  outage is no reason to restart or unready the pod) and one ``engine.stalled`` line
+  names the partition and offset holding the watermark back and the longest-running
+  activity (which check, which upstream). When records finish again: ``engine.unstalled``.
 - **Memory**: with ``engine.max_rss_mib`` set, resident memory above it sets the engine's
   ``memory_pressure`` (the intake pauses everything) until it is back under 90%.
 """
@@ -36,7 +37,7 @@ def read_rss_mib() -> float:
 
 
 class Watchdog:
-    """Watches progress and memory; owns the ``stalled`` half of readiness."""
+    """Watches progress and memory; owns the ``stalled`` flag (reported, not a probe)."""
 
     def __init__(
         self,

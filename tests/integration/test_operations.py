@@ -69,10 +69,10 @@ async def test_endpoints_answer_from_a_live_run(
                 *(_get(port, p) for p in
                   ("/healthz", "/readyz", "/metrics", "/status", "/openapi.json"))
             )  # fmt: skip
-    assert health.json() == {"status": "alive"}
+    assert health.json() == {"live": True, "intake_running": True, "intake_not_stuck": True}
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "partitions_assigned": True,
-                            "broker_reachable": True, "not_stalled": True}  # fmt: skip
+    assert ready.json() == {"ready": True, "started": True, "in_group": True,
+                            "broker_reachable": True}  # fmt: skip
     text = metrics.text
     assert 'processor_outcomes_total{reason="ok",topic="valid"}' in text
     assert "processor_records_consumed_total 600.0" in text
@@ -82,7 +82,7 @@ async def test_endpoints_answer_from_a_live_run(
     assert body["ready"] is True
     assert sorted(body["assigned"]) == [f"{topics.input}-{p}" for p in range(3)]
     assert sum(body["outcomes_total"].values()) == 600
-    paths = {"/healthz", "/readyz", "/metrics", "/status", "/guard/resume"}
+    paths = {"/livez", "/healthz", "/readyz", "/metrics", "/status", "/guard/resume"}
     assert set(openapi.json()["paths"]) == paths
     assigned = [e for e in logs if e["event"] == "intake.assigned"]
     assert assigned == [{"event": "intake.assigned", "log_level": "info",
@@ -90,8 +90,8 @@ async def test_endpoints_answer_from_a_live_run(
 
 
 async def test_readyz_follows_the_broker_going_away_and_coming_back(tmp_path: Path) -> None:
-    """With its broker stopped, /readyz turns 503 within the configured check time, and
-    200 again once the broker is back."""
+    """With its broker stopped, /readyz turns 503 within the configured check time while
+    /livez stays 200 (no restart for a broker outage), and 200 again once it is back."""
     broker = LocalKafka(data_root=tmp_path / "kafka")
     await asyncio.to_thread(broker.start)
     try:
@@ -113,12 +113,35 @@ async def test_readyz_follows_the_broker_going_away_and_coming_back(tmp_path: Pa
                 assert (await _get(port, "/readyz")).status_code == 503
                 body = (await _get(port, "/readyz")).json()
                 assert body["broker_reachable"] is False
+                assert (await _get(port, "/livez")).status_code == 200
                 await asyncio.to_thread(broker.start)
                 await wait_until(lambda: app.ready, timeout_s=60, what="ready again")
                 assert (await _get(port, "/readyz")).status_code == 200
         print(f"\n/readyz unready {unready_after:.1f}s after the broker stopped")
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_a_standby_member_without_partitions_is_ready(
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """A second member of a one-partition group holds nothing and still answers /readyz
+    200 (in the group, broker reachable), so a replica beyond the partition count is a
+    Ready standby pod, not a never-ready one."""
+    topics = unique_topics("standby")
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    settings = settings_for(tmp_path, kafka_bootstrap, simulator_url, topics)
+    async with running_app(settings) as one, running_app(settings) as two:
+        await wait_until(lambda: one.ready and two.ready, timeout_s=60, what="both ready")
+        ports = [app.http_port for app in (one, two)]
+        assert None not in ports
+        bodies = [(await _get(p, "/status")).json() for p in ports if p is not None]
+        assert sorted(len(b["assigned"]) for b in bodies) == [0, 1]
+        for port in ports:
+            assert port is not None
+            ready = await _get(port, "/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["in_group"] is True
 
 
 async def test_no_secret_from_the_config_appears_in_a_full_runs_logs(

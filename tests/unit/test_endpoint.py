@@ -18,6 +18,9 @@ from processor.metrics import Metrics
 class StaticSource:
     """A StatusSource with fixed answers."""
 
+    def liveness(self) -> dict[str, bool]:
+        return {"live": True}
+
     def readiness(self) -> dict[str, bool]:
         return {"ready": True}
 
@@ -53,7 +56,7 @@ async def test_docs_is_a_self_contained_page_listing_every_endpoint(port: int) -
     from elsewhere (no script, no external URL); the CDN-backed pages are gone."""
     status, page = await _get(port, "/docs")
     assert status == 200
-    for path in ("/healthz", "/readyz", "/metrics", "/status", "/openapi.json"):
+    for path in ("/livez", "/healthz", "/readyz", "/metrics", "/status", "/openapi.json"):
         assert f'href="{path}"' in page
     assert "<script" not in page
     assert "http://" not in page

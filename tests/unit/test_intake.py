@@ -19,6 +19,7 @@ from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
 from processor.waits import WaitBoard
 from schemas.outcomes import ReasonCode
+from tests.support.waiting import wait_until
 
 TP0, TP1 = ("in", 0), ("in", 1)
 MAX_POLLS = 500
@@ -138,6 +139,24 @@ async def test_a_burst_run_feeds_the_engine_and_commits_each_watermark() -> None
     assert consumer.commits[-1] == {TP0: 9, TP1: 3}
     assert loop.engine.committed() == {TP0: 9, TP1: 3}
     assert consumer.polls < MAX_POLLS
+
+
+async def test_probe_facts_a_standby_member_joined_and_alive_until_the_loop_dies() -> None:
+    """An empty assignment still counts as joined; the loop is running while it polls and
+    after a requested stop (shutting down is alive), not after it ended by itself."""
+    loop = Loop(ScriptedConsumer(set(), []))
+    loop.intake.subscribe()
+    assert loop.intake.joined is False
+    task = asyncio.create_task(loop.intake.run())
+    await wait_until(lambda: loop.consumer.polls > 0, timeout_s=DEADLINE_S, what="a poll")
+    assert loop.intake.joined is True  # the (empty) assignment came with the first poll
+    assert loop.intake.running is True
+    loop.intake.stop()
+    await asyncio.wait_for(task, DEADLINE_S)
+    assert loop.intake.running is True
+    ended = Loop(ScriptedConsumer(set(), []))
+    await ended.run()  # burst: ends by itself once a poll brings nothing
+    assert ended.intake.running is False
 
 
 async def test_periodic_commits_only_carry_partitions_whose_watermark_advanced() -> None:
