@@ -135,6 +135,10 @@ ALERT_CASES = {
          _s("processor_consumer_lag", topic="in", partition="0"): "0x5 300x40"},
         silent_at=("10m", "20m"), firing_at=("30m",), labels={"instance": INSTANCE},
     ),
+    "dead-letter guard tripped": AlertCase(
+        "DeadLetterGuardTripped", {_s("processor_dead_letter_guard_tripped"): "0 1x10"},
+        silent_at=("0m",), firing_at=("2m",), labels={"instance": INSTANCE},
+    ),
     "nothing consumed, nothing waiting": AlertCase(
         "NothingConsumed",
         {_s("processor_records_consumed_total"): "0+100x5 500x40",
