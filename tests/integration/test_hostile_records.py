@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
 
 from devtools.reconcile import OutcomeCollector
@@ -84,3 +85,43 @@ async def test_hostile_records_get_a_dead_letter_and_the_processor_keeps_going(
         assert headers["dlq.value.omitted"], label
     assert dict(by_offset[metas[-1].offset].headers).get("dlq.reason") is None
     assert by_offset[metas[-1].offset].kind == "valid"
+
+
+async def test_an_outcome_the_broker_refuses_after_sending_gets_a_fallback_dead_letter(
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """The invalid topic's max.message.bytes is smaller than one record's outcome document:
+    the broker refuses it after the producer accepted it; the record gets a fallback dead
+    letter, and the records around it get their outcomes as usual."""
+    topics = unique_topics("refused")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await asyncio.wait_for(admin.start(), 30)
+    try:
+        small = {"max.message.bytes": "20000"}
+        new = [NewTopic(topics.input, 1, 1), NewTopic(topics.valid, 1, 1),
+               NewTopic(topics.invalid, 1, 1, topic_configs=small),
+               NewTopic(topics.dead_letter, 1, 1)]  # fmt: skip
+        await asyncio.wait_for(admin.create_topics(new), 30)
+    finally:
+        await asyncio.wait_for(admin.close(), 10)
+    big_invalid = _event("h-big", json.dumps({**CUSTOMER, "email": "x" * 30_000}))
+    small_invalid = _event("h-small", json.dumps({**CUSTOMER, "email": "not an address"}))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        values = [small_invalid, big_invalid, GOOD, small_invalid]
+        sent = [await producer.send(topics.input, value=v, key=b"k") for v in values]
+        metas = await asyncio.wait_for(asyncio.gather(*sent), 60)
+    finally:
+        await producer.stop()
+    settings = settings_for(tmp_path, kafka_bootstrap, simulator_url, topics)
+    async with running_app(settings):
+        collector = OutcomeCollector(kafka_bootstrap, topics)
+        assert await collector.collect({(m.partition, m.offset) for m in metas}, 60, settle_s=0.5)
+    kinds = [[o.kind for o in collector.seen[(m.partition, m.offset)]] for m in metas]
+    assert kinds == [["invalid"], ["dead-letter"], ["valid"], ["invalid"]]
+    (fallback,) = collector.seen[(metas[1].partition, metas[1].offset)]
+    headers = dict(fallback.headers)
+    assert fallback.value == b""
+    assert b"MessageSizeTooLarge" in headers["dlq.value.omitted"]
+    assert headers["dlq.value.bytes"] == str(len(big_invalid)).encode()
