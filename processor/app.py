@@ -33,9 +33,16 @@ from processor.checks import Check
 from processor.config import Settings
 from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
+from processor.errors import ProcessorError
 from processor.guard import DeadLetterGuard
 from processor.intake import Intake
-from processor.kafka import STOP_TIMEOUT_S, KafkaClients, is_fenced
+from processor.kafka import (
+    STOP_TIMEOUT_S,
+    KafkaClients,
+    is_fenced,
+    is_record_refusal,
+    message_size_limits,
+)
 from processor.metrics import Metrics
 from processor.outcomes import OutcomePublisher
 from processor.pipeline import Pipeline
@@ -78,6 +85,28 @@ async def _background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
         for result in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(result, Exception):
                 log.error("processor.background_failed", error=repr(result))
+
+
+async def _limit_outcome_sizes(publisher: OutcomePublisher, s: Settings) -> None:
+    """Tell the publisher each outcome topic's message size limit; warn about a topic whose
+    limit is below the producer's batch size (the broker then refuses whole batches)."""
+    topics = [s.kafka.topics.valid, s.kafka.topics.invalid, s.kafka.topics.dead_letter]
+    try:
+        limits = await message_size_limits(s.kafka, topics)
+    except ProcessorError as exc:
+        log.warning("kafka.topic_limits_unknown", error=str(exc))
+        return
+    # the producer refuses records over its own request size already: only smaller limits
+    publisher.refuse_over(
+        {t: n for t, n in limits.items() if n < s.kafka.producer_max_request_bytes}
+    )
+    for topic, limit in limits.items():
+        if limit < s.kafka.producer_max_batch_bytes:
+            log.warning(
+                "kafka.topic_limit_below_batch_size", topic=topic, max_message_bytes=limit,
+                producer_max_batch_bytes=s.kafka.producer_max_batch_bytes,
+                fix="raise the topic's max.message.bytes or lower kafka.producer_max_batch_bytes",
+            )  # fmt: skip
 
 
 class App:
@@ -185,12 +214,15 @@ class App:
             counts = OutcomeCounts(self.metrics, guard)
             engine = Engine(
                 pipeline=pipeline,
-                publisher=OutcomePublisher(
-                    kafka.producer,
-                    s.kafka.topics,
-                    f"{s.name}/{s.instance_id}",
-                    s.outcomes,
-                    route=txn.producer_for if txn is not None else None,
+                publisher=(
+                    publisher := OutcomePublisher(
+                        kafka.producer,
+                        s.kafka.topics,
+                        f"{s.name}/{s.instance_id}",
+                        s.outcomes,
+                        route=txn.producer_for if txn is not None else None,
+                        rejected=is_record_refusal,
+                    )
                 ),
                 ordering=s.engine.ordering,
                 max_concurrency=s.engine.max_concurrency,
@@ -227,6 +259,7 @@ class App:
             )  # fmt: skip
             await kafka.start()
             stack.push_async_callback(self._stop_clients, kafka)
+            await _limit_outcome_sizes(publisher, s)
             self.metrics.build_info.labels(__version__, config_hash(s)).set(1)
             if s.endpoint.enabled:
                 server = EndpointServer(

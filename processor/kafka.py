@@ -34,10 +34,14 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    CorruptRecordException,
     IllegalOperation,
+    InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
     ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
     TopicAlreadyExistsError,
 )
 from aiokafka.structs import OffsetAndMetadata
@@ -307,6 +311,52 @@ def _fenced(client: AIOKafkaProducer) -> bool:
         return False
     ended = manager.wait_for_transaction_end()
     return bool(ended.done() and isinstance(ended.exception(), ProducerFenced))
+
+
+#: Acknowledgement errors that refuse the record (or its batch), not the broker failing.
+_RECORD_REFUSALS = (
+    MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError,
+    CorruptRecordException, InvalidTimestampError,
+)  # fmt: skip
+
+
+async def message_size_limits(config: KafkaConfig, topics: Sequence[str]) -> dict[str, int]:
+    """Each existing topic's ``max.message.bytes`` (its own or the broker's default); the
+    topics the broker would not describe are left out.
+
+    Raises:
+        KafkaUnavailable: The broker could not be reached.
+    """
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=config.bootstrap_servers, request_timeout_ms=config.request_timeout_ms
+    )
+    wanted = [
+        ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics
+    ]
+    limits: dict[str, int] = {}
+    try:
+        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
+        for response in await asyncio.wait_for(admin.describe_configs(wanted), ADMIN_TIMEOUT_S):
+            for resource in response.to_object()["resources"]:
+                for entry in resource["config_entries"] if resource["error_code"] == 0 else ():
+                    if entry["config_names"] == "max.message.bytes":
+                        limits[resource["resource_name"]] = int(entry["config_value"])
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot describe topics on {config.bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)
+    return limits
+
+
+def is_record_refusal(exc: BaseException) -> bool:
+    """True for an acknowledgement error about the record sent (too large for its topic,
+    corrupt, a timestamp out of range), after the producer accepted it."""
+    return isinstance(exc, _RECORD_REFUSALS)
 
 
 def is_fenced(exc: BaseException) -> bool:

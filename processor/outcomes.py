@@ -16,10 +16,12 @@ acknowledgement as a future; the engine counts a record finished only when it re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import structlog
 
 from processor import tracing
 from processor.config import OutcomesConfig, TopicsConfig
@@ -31,6 +33,10 @@ from schemas.outcomes import OutcomeDocument, ReasonCode
 MAX_ERROR_MESSAGE_CHARS = 512
 #: A fallback dead letter keeps the key and the input headers while each stays under this.
 FALLBACK_KEPT_BYTES = 16_384
+
+log = structlog.get_logger("processor.outcomes")
+#: A record batch of one record around its key, value and headers (v2 format, with room).
+RECORD_OVERHEAD_BYTES = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +158,45 @@ class OutcomePublisher:
         processor_id: str,
         payloads: OutcomesConfig | None = None,
         route: Callable[[tuple[str, int]], Producer] | None = None,
+        rejected: Callable[[BaseException], bool] | None = None,
     ) -> None:
-        """``route`` (exactly-once) picks the producer of each input partition instead."""
+        """``route`` (exactly-once) picks the producer of each input partition instead.
+        ``rejected`` tells an acknowledgement error that refuses one record (the broker's
+        size limit for its topic) from a failure of the broker (at-least-once only: in a
+        transaction any refused record aborts the whole transaction)."""
         self._producer = producer
         self._route = route
+        self._rejected = rejected if route is None else None
+        self._recovering: set[asyncio.Task[None]] = set()
+        self._limits: dict[str, int] = {}
         self._topics = topics
         self._processor_id = processor_id
         payloads = payloads or OutcomesConfig()
         self._valid_payload = payloads.valid_payload
         self._invalid_payload = payloads.invalid_payload
+
+    def refuse_over(self, limits: Mapping[str, int]) -> None:
+        """Each outcome topic's ``max.message.bytes``: an outcome larger than its topic's
+        limit is refused before it is sent (a fallback dead letter) instead of failing at
+        the broker with the records batched with it."""
+        self._limits = dict(limits)
+
+    def _check_size(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> None:
+        limit = self._limits.get(topic)
+        if limit is None:
+            return
+        size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
+        size += sum(len(k) + len(v or b"") + 10 for k, v in headers)
+        if size > limit:
+            raise RecordRejected(
+                f"MessageSizeTooLarge: about {size} bytes, over {topic}'s max.message.bytes {limit}"
+            )
 
     def topic_for(self, outcome: Outcome) -> str:
         match outcome:
@@ -180,12 +216,66 @@ class OutcomePublisher:
         Only a failure to send that too reaches the caller (the broker refuses everything).
         """
         try:
-            return await self._publish(record, outcome)
+            ack = await self._publish(record, outcome)
         except (RecordRejected, ValueError) as exc:  # ValueError: encoding (lone surrogates)
-            key, value, headers = fallback_dead_letter(record, outcome, exc, self._processor_id)
-            return await self._producer_for(record).send(
-                self._topics.dead_letter, value=value, key=key, headers=headers
-            )
+            return await self._fallback(record, outcome, exc)
+        if self._rejected is None:
+            return ack
+        return self._watch(record, outcome, ack)
+
+    async def _fallback(
+        self, record: InputRecord, outcome: Outcome, exc: Exception
+    ) -> asyncio.Future[Any]:
+        key, value, headers = fallback_dead_letter(record, outcome, exc, self._processor_id)
+        return await self._producer_for(record).send(
+            self._topics.dead_letter, value=value, key=key, headers=headers
+        )
+
+    def _watch(
+        self, record: InputRecord, outcome: Outcome, ack: asyncio.Future[Any]
+    ) -> asyncio.Future[Any]:
+        """The acknowledgement of the outcome, or, if the broker refused that record, of
+        the same outcome sent once more on its own (a batch-mate may have been the one too
+        large), then of its fallback dead letter. Anything else fails as it is."""
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def acked(done: asyncio.Future[Any]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if done.cancelled():
+                result.cancel()
+            elif error is None:
+                result.set_result(done.result())
+            elif self._rejected is not None and self._rejected(error):
+                task = asyncio.ensure_future(self._recover(record, outcome, error, result))
+                self._recovering.add(task)
+                task.add_done_callback(self._recovering.discard)
+            else:
+                result.set_exception(error)
+
+        ack.add_done_callback(acked)
+        return result
+
+    async def _recover(
+        self, record: InputRecord, outcome: Outcome, error: BaseException,
+        result: asyncio.Future[Any],
+    ) -> None:  # fmt: skip
+        try:
+            try:
+                value = await (await self._publish(record, outcome))
+            except Exception as again:  # refused again: the fallback decides
+                if self._rejected is None or not self._rejected(again):
+                    raise
+                log.warning(
+                    "outcome.refused_by_broker", topic=record.topic, partition=record.partition,
+                    offset=record.offset, error=f"{type(error).__name__}: {error}",
+                )  # fmt: skip
+                value = await (await self._fallback(record, outcome, RecordRejected(str(again))))
+        except Exception as exc:  # noqa: BLE001 - the caller's acknowledgement fails with it
+            if not result.done():
+                result.set_exception(exc)
+            return
+        if not result.done():
+            result.set_result(value)
 
     def _producer_for(self, record: InputRecord) -> Producer:
         if self._route is None:
@@ -196,16 +286,18 @@ class OutcomePublisher:
         topic = self.topic_for(outcome)
         producer = self._producer_for(record)
         if isinstance(outcome, DeadLetter):
+            headers = dead_letter_headers(record, outcome, self._processor_id)
+            if self._limits:
+                self._check_size(topic, record.key, record.value, headers)
             with tracing.publish_span(topic):  # the input's headers stay as they are
                 return await producer.send(
-                    topic,
-                    value=record.value,
-                    key=record.key,
-                    timestamp_ms=record.timestamp,
-                    headers=dead_letter_headers(record, outcome, self._processor_id),
-                )
+                    topic, value=record.value, key=record.key, timestamp_ms=record.timestamp,
+                    headers=headers,
+                )  # fmt: skip
         payload = self._valid_payload if isinstance(outcome, Valid) else self._invalid_payload
         value, headers = encode(payload, outcome.document, record.headers)
+        if self._limits:
+            self._check_size(topic, record.key, value, headers)
         with tracing.publish_span(topic):
             headers = tracing.outcome_headers(headers)  # a fresh traceparent, when tracing
             return await producer.send(topic, value=value, key=record.key, headers=headers)

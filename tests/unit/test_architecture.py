@@ -191,7 +191,8 @@ def test_service_modules_do_not_import_devtools(module: str) -> None:
 # layers only (and processor/schemas freely: the tools drive the service from outside).
 DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
     (  # foundations: import no other devtools module
-        "devtools", "devtools.corpus", "devtools.local_kafka", "devtools.simulator.stats",
+        "devtools", "devtools.corpus", "devtools.hostile", "devtools.local_kafka",
+        "devtools.simulator.stats",
         "devtools.simulator.verdicts", "devtools.bench", "devtools.bench.stats",
         "devtools.bench.procs", "devtools.bench.passthrough",
     ),

@@ -275,3 +275,74 @@ def test_a_fallback_drops_input_headers_too_large_to_be_sure_to_fit() -> None:
     assert key is None
     assert "blob" not in dict(headers)
     assert dict(headers)["dlq.headers.omitted"] == b"1"
+
+
+class RefusingProducer(FakeProducer):
+    """Accepts every send; the broker then refuses the acknowledgements of the first
+    ``refusals`` sends to ``refuse_topic`` with a per-record error (or ``error``)."""
+
+    def __init__(self, refuse_topic: str, refusals: int, error: Exception | None = None) -> None:
+        super().__init__()
+        self.refuse_topic, self.refusals = refuse_topic, refusals
+        self.error = error or OverflowError("record too large for its topic")
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future = await super().send(topic, *args, **kwargs)
+        if topic == self.refuse_topic and self.refusals > 0:
+            self.refusals -= 1
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(self.error)
+            return refused
+        return future
+
+
+def _per_record(exc: BaseException) -> bool:
+    return isinstance(exc, OverflowError)
+
+
+async def test_a_record_the_broker_refuses_once_is_sent_again_on_its_own() -> None:
+    """A batch-mate may have been the one too large: the outcome is sent once more."""
+    producer = RefusingProducer(TOPICS.valid, refusals=1)
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, rejected=_per_record)
+    ack = await publisher.publish(_record(), Valid(_document(Verdict.VALID)))
+    assert await asyncio.wait_for(ack, 5) == ("metadata", 2)
+    assert [s.topic for s in producer.sent] == [TOPICS.valid, TOPICS.valid]
+
+
+async def test_a_record_the_broker_refuses_twice_gets_a_fallback_dead_letter() -> None:
+    """Refused again: the acknowledgement is the fallback dead letter's, value left out."""
+    producer = RefusingProducer(TOPICS.valid, refusals=2)
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, rejected=_per_record)
+    ack = await publisher.publish(_record(), Valid(_document(Verdict.VALID)))
+    assert await asyncio.wait_for(ack, 5) == ("metadata", 3)
+    fallback = producer.sent[-1]
+    assert fallback.topic == TOPICS.dead_letter
+    assert fallback.value == b""
+    assert dict(fallback.headers)["dlq.reason"] == b"decode.failed"
+    assert b"record too large" in dict(fallback.headers)["dlq.value.omitted"]
+
+
+async def test_a_broker_failure_in_the_acknowledgement_is_not_a_record_refusal() -> None:
+    """An error that is not about the record fails the acknowledgement as it is."""
+    producer = RefusingProducer(TOPICS.valid, refusals=1, error=ConnectionError("gone"))
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, rejected=_per_record)
+    ack = await publisher.publish(_record(), Valid(_document(Verdict.VALID)))
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(ack, 5)
+    assert len(producer.sent) == 1
+
+
+async def test_a_refused_fallback_fails_the_acknowledgement() -> None:
+    """When the dead-letter topic refuses the fallback too, the caller's ack fails (fatal)."""
+    producer = RefusingProducer(TOPICS.valid, refusals=2)
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, rejected=lambda _e: True)
+
+    async def refuse_all(topic: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        refused.set_exception(OverflowError(f"{topic} refuses"))
+        return refused
+
+    producer.send = refuse_all  # type: ignore[method-assign]
+    ack = await publisher.publish(_record(), Valid(_document(Verdict.VALID)))
+    with pytest.raises(OverflowError, match=r"out\.dlq refuses"):
+        await asyncio.wait_for(ack, 5)
