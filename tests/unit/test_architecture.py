@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli",),
 )  # fmt: skip
-SUBPACKAGES = ("processor.upstream",)
+SUBPACKAGES = ("processor.upstream", "processor.kafka")
 
 
 def _module_name(path: Path) -> str:
@@ -235,7 +235,7 @@ def test_the_layer_check_catches_an_arrow_pointing_the_wrong_way() -> None:
     }
 
 
-AIOKAFKA_EDGE = {"processor.kafka"}
+AIOKAFKA_EDGE = {m for m in MODULES if m == "processor.kafka" or m.startswith("processor.kafka.")}
 AIOHTTP_EDGE = {"processor.upstream.client"}
 
 
