@@ -46,11 +46,11 @@ import sys
 import textwrap
 import threading
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processor import __version__
+from processor.cli_dlq import add_dlq_command, redrive_command
 from processor.errors import ConfigError, ProcessorError
 
 if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler (see main)
@@ -151,80 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     schemas.add_argument("--type", default=None, metavar="T", help="only this record type")
     schemas.add_argument("--write", action="store_true", help="store the current schemas")
-    _redrive_arguments(command)
+    add_dlq_command(command)
     for p in (check, topics, produce, schemas):
         p.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     return parser
-
-
-def _moment(text: str) -> datetime:
-    """An ISO 8601 time; one without a zone is UTC."""
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _redrive_arguments(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    dlq = command(
-        "dlq", "Send dead letters back to the input topic once their cause is fixed",
-        "One pass over the dead-letter topic up to its end: each selected dead letter's key, "
-        "value, timestamp and headers (without dlq.*) go back with redrive.count, "
-        "redrive.source and redrive.origin headers; one sent back --max-redrives times "
-        "already is parked instead. Progress is committed after the broker acknowledges, "
-        "so an interrupted redrive resumes where it stopped.",
-    )  # fmt: skip
-    dlq.add_argument("action", choices=["redrive"], help="send dead letters back")
-    dlq.add_argument("--config", type=Path, metavar="FILE", help="the YAML config file")
-    add = dlq.add_argument
-    add(
-        "--reason",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="only dead letters whose dlq.reason matches (e.g. 'upstream.*'); repeatable",
-    )
-    add(
-        "--since",
-        type=_moment,
-        metavar="TIME",
-        help="only those that first failed at or after (ISO 8601, e.g. 2026-12-04T10:00Z)",
-    )
-    add("--until", type=_moment, metavar="TIME", help="... and before")
-    add(
-        "--partition",
-        type=int,
-        action="append",
-        metavar="N",
-        help="only this dead-letter partition; repeatable",
-    )
-    add("--start-offset", type=int, metavar="N", help="dead-letter offsets from N")
-    add("--end-offset", type=int, metavar="N", help="dead-letter offsets up to N (inclusive)")
-    add("--key", default=None, help="only records with this key (UTF-8)")
-    add("--max", type=int, default=None, metavar="N", help="send at most N records")
-    add("--rate", type=float, default=None, metavar="R", help="at most R records/s")
-    add("--to", default=None, metavar="TOPIC", help="where to send (default: the input topic)")
-    add(
-        "--park-topic",
-        default=None,
-        metavar="TOPIC",
-        help="where a record that keeps failing goes (default: <dead-letter topic>.parked)",
-    )
-    add(
-        "--max-redrives",
-        type=int,
-        default=3,
-        metavar="N",
-        help="park a dead letter already sent back N times (default 3)",
-    )
-    add(
-        "--group",
-        default=None,
-        help="the consumer group keeping progress (default: <group_id>.redrive.<selection>)",
-    )
-    add(
-        "--dry-run",
-        action="store_true",
-        help="print what would be sent, and a count per reason; send and commit nothing",
-    )
 
 
 def _say(message: str) -> None:
@@ -454,26 +384,6 @@ async def _produce(settings: Settings, topic: str | None, key_field: str | None)
     return EXIT_OK
 
 
-async def _redrive(settings: Settings, args: argparse.Namespace) -> int:
-    from processor.redrive import Options, Selection, redrive
-
-    selection = Selection(
-        reasons=tuple(args.reason), since=args.since, until=args.until,
-        partitions=frozenset(args.partition) if args.partition else None,
-        start_offset=args.start_offset, end_offset=args.end_offset,
-        key=None if args.key is None else args.key.encode(),
-    )  # fmt: skip
-    options = Options(
-        selection=selection, to=args.to, park_topic=args.park_topic,
-        max_redrives=args.max_redrives, max_records=args.max, rate=args.rate,
-        dry_run=args.dry_run, group=args.group,
-    )  # fmt: skip
-    summary = await redrive(settings, options)
-    for line in summary.lines(dry_run=args.dry_run):
-        _print(line + "\n")
-    return EXIT_OK
-
-
 def _schemas_diff(settings: Settings, snapshots: Path, only: str | None, *, write: bool) -> int:
     """Report each record type's changes against ``snapshots/<type>.json``; 1 if breaking."""
     from processor.schema_compat import compare, render_report
@@ -539,7 +449,7 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "produce":
             return asyncio.run(_produce(settings, args.topic, args.key_field))
         if args.command == "dlq":
-            return asyncio.run(_redrive(settings, args))
+            return asyncio.run(redrive_command(settings, args, _print))
         if args.worker_index is not None:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:

@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.intake", "processor.watchdog"),
     ("processor.status",),
     ("processor.app", "processor.supervisor", "processor.redrive"),
+    ("processor.cli_dlq",),  # the dlq command: arguments and runner
     ("processor.cli",),
 )  # fmt: skip
 SUBPACKAGES = ("processor.upstream", "processor.kafka")
