@@ -223,7 +223,10 @@ async def _run(settings: Settings) -> int:
 async def _create_topics(settings: Settings, partitions: int) -> int:
     from processor.kafka import ensure_topics
 
-    await ensure_topics(settings.kafka.bootstrap_servers, settings.kafka.topics.names(), partitions)
+    kafka = settings.kafka
+    await ensure_topics(
+        kafka.bootstrap_servers, kafka.topics.names(), partitions, security=kafka.security
+    )
     return EXIT_OK
 
 

@@ -21,13 +21,21 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mappin
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.structs import OffsetAndMetadata
 
-from processor.config import KafkaConfig
+from processor.config import KafkaConfig, KafkaSecurity
 from processor.errors import CommitFailed, KafkaUnavailable, RecordRejected
 from processor.inputs import InputRecord
+from processor.kafka_auth import (
+    ClientCredentialsToken,
+    FileToken,
+    TokenSource,
+    diagnose,
+    ssl_context,
+)
 
 ADMIN_TIMEOUT_S = 30.0
 # Leaving the group can wait on a rebalance held up by a dead member (until its session
@@ -127,8 +135,44 @@ class KafkaConsumer:
         return lags
 
 
+class _TokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """aiokafka's OAUTHBEARER hook over one of our token sources."""
+
+    def __init__(self, source: TokenSource) -> None:
+        self._source = source
+
+    async def token(self) -> str:
+        return await self._source.token()
+
+
+def security_kwargs(security: KafkaSecurity) -> dict[str, Any]:
+    """The aiokafka client arguments for ``kafka.security`` (the same for every client).
+
+    Raises:
+        ConfigError: A certificate, key or secret file cannot be read.
+    """
+    kwargs: dict[str, Any] = {"security_protocol": security.protocol}
+    if security.protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl_context(security.tls)
+    sasl = security.sasl
+    if sasl is None:
+        return kwargs
+    kwargs["sasl_mechanism"] = sasl.mechanism
+    if sasl.token_file is not None:
+        kwargs["sasl_oauth_token_provider"] = _TokenProvider(FileToken(sasl.token_file))
+    elif sasl.client_credentials is not None:
+        source = ClientCredentialsToken(sasl.client_credentials)
+        kwargs["sasl_oauth_token_provider"] = _TokenProvider(source)
+    else:
+        assert sasl.password is not None
+        kwargs["sasl_plain_username"] = sasl.username
+        kwargs["sasl_plain_password"] = sasl.password.read().get_secret_value()
+    return kwargs
+
+
 def _make_producer(config: KafkaConfig) -> AIOKafkaProducer:
     return AIOKafkaProducer(
+        **security_kwargs(config.security),
         bootstrap_servers=config.bootstrap_servers,
         client_id=config.client_id,
         acks="all",
@@ -150,6 +194,7 @@ def _make_consumer(
         config.max_poll_interval_ms, int(drain_timeout_s * 1000) + REBALANCE_MARGIN_MS
     )
     return AIOKafkaConsumer(
+        **security_kwargs(config.security),
         bootstrap_servers=config.bootstrap_servers,
         client_id=config.client_id,
         group_id=config.group_id,
@@ -201,6 +246,7 @@ class KafkaClients:
 
     def __init__(self, config: KafkaConfig, *, max_partition_fetch_bytes: int,
                  drain_timeout_s: float) -> None:  # fmt: skip
+        self._config = config
         self._producer = _make_producer(config)
         self.producer = OutcomeProducer(self._producer)
         self._consumer = _make_consumer(config, max_partition_fetch_bytes, drain_timeout_s)
@@ -218,6 +264,12 @@ class KafkaClients:
         except (KafkaError, OSError) as exc:
             with contextlib.suppress(Exception):
                 await self.stop()
+            security = self._config.security
+            why = None if security.protocol == "PLAINTEXT" else await diagnose(
+                security, self._config.bootstrap_servers
+            )  # fmt: skip
+            if why is not None:
+                raise KafkaUnavailable(f"cannot connect to Kafka: {why}") from exc
             raise KafkaUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
 
     async def flush(self, timeout_s: float) -> bool:
@@ -290,14 +342,22 @@ async def produce_lines(
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create the topics that do not exist yet (idempotent).
 
     Raises:
         KafkaUnavailable: The broker could not be reached or refused.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        **security_kwargs(security or KafkaSecurity()),
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=10_000,
+    )
     try:
         await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
         existing = set(await asyncio.wait_for(admin.list_topics(), ADMIN_TIMEOUT_S))

@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.config",),
+    ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
      "processor.endpoint"),
@@ -231,7 +232,8 @@ def test_the_layer_check_catches_an_arrow_pointing_the_wrong_way() -> None:
 
 
 AIOKAFKA_EDGE = {"processor.kafka"}
-AIOHTTP_EDGE = {"processor.upstream.client"}
+#: kafka_auth: the OAUTHBEARER client-credentials token endpoint (not an upstream API).
+AIOHTTP_EDGE = {"processor.upstream.client", "processor.kafka_auth"}
 
 
 def _library_cases(edge: set[str]) -> list[str]:
@@ -246,7 +248,7 @@ def test_only_the_kafka_edge_imports_aiokafka(module: str) -> None:
 
 @pytest.mark.parametrize("module", _library_cases(AIOHTTP_EDGE))
 def test_only_the_upstream_client_imports_aiohttp(module: str) -> None:
-    """aiohttp is imported by processor.upstream.client and devtools only."""
+    """aiohttp is imported by processor.upstream.client, kafka_auth and devtools only."""
     assert _offending(module, ("aiohttp",)) == set()
 
 
