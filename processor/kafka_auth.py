@@ -29,6 +29,8 @@ from processor.config import KafkaSecurity, KafkaTls, OAuthClientCredentials
 from processor.errors import ConfigError
 
 HANDSHAKE_TIMEOUT_S = 5.0
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = (62, 64)
 
 
 def ssl_context(tls: KafkaTls | None) -> ssl.SSLContext:
@@ -147,7 +149,8 @@ async def diagnose(security: KafkaSecurity, bootstrap_servers: str) -> str | Non
         )
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or str(exc)
-        kind = "hostname mismatch" if "hostname" in reason.lower() else "untrusted CA"
+        mismatch = exc.verify_code in _NAME_MISMATCH or "mismatch" in reason.lower()
+        kind = "hostname mismatch" if mismatch else "untrusted CA"
         return f"TLS {kind} at {address}: {reason}"
     except ssl.SSLError as exc:
         return f"TLS handshake failed at {address}: {exc.reason or type(exc).__name__}"
@@ -156,4 +159,9 @@ async def diagnose(security: KafkaSecurity, bootstrap_servers: str) -> str | Non
     writer.close()
     if who:
         return f"{who}at {address}"
-    return f"TLS handshake with {address} succeeded; the broker refused the client"
+    if security.tls is None or security.tls.cert_file is None:
+        return (
+            f"TLS handshake with {address} worked, then the broker closed the connection: "
+            "does it require a client certificate (mTLS: tls.cert_file, tls.key_file)?"
+        )
+    return f"TLS handshake with {address} worked, then the broker refused the client certificate"

@@ -194,6 +194,7 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     (  # what the tools are built from: the simulator's server, the stack, the referee
         "devtools.simulator.server", "devtools.stack", "devtools.reconcile",
+        "devtools.secure_kafka",
         "devtools.bench.kafka_io", "devtools.bench.report",
     ),
     ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
