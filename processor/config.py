@@ -91,6 +91,13 @@ class _Secret(_Frozen):
     file: Path | None = None
     env: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_inline(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise ValueError("secrets are not written inline: use {file: PATH} or {env: NAME}")
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> _Secret:
         if (self.file is None) == (self.env is None):

@@ -38,7 +38,7 @@ def _load(tmp_path: Path, security: dict[str, Any]) -> KafkaSecurity:
         ({"protocol": "SASL_SSL", "sasl": {"mechanism": "OAUTHBEARER"}},
          "needs exactly one of token_file or client_credentials"),
         ({"protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN", "username": "u",
-                                                 "password": "inline"}}, "password"),
+                                                 "password": "inline"}}, "use {file: PATH} or {env: NAME}"),
         ({"protocol": "SASL_SSL", "sasl": {"mechanism": "PLAIN", "username": "u",
                                            "password": {"file": "a", "env": "B"}}},
          "give exactly one of file or env"),
