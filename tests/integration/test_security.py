@@ -21,6 +21,7 @@ from devtools.stack import config_data, save_config
 from processor.config import load_settings
 from processor.kafka import ensure_topics
 from tests.support.cli_process import cli_processes
+from tests.support.http_app import serve
 from tests.support.setup import create_topics, running_app, unique_topics
 from tests.support.waiting import wait_until
 
@@ -53,15 +54,8 @@ async def token_endpoint(issued: list[str]) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/token"
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base:
+        yield f"{base}/token"
 
 
 def _security(broker: SecuredBroker, tmp: Path, kind: str) -> tuple[str, dict[str, Any]]:

@@ -17,8 +17,15 @@ from processor.config import KafkaSecurity, OAuthClientCredentials, load_setting
 from processor.errors import ConfigError
 from processor.kafka import security_kwargs
 from processor.kafka_auth import ClientCredentialsToken, FileToken, diagnose
+from tests.support.http_app import serve
 
 SECRET = "s3cret-value-x9"
+
+
+def _plain(password: object) -> dict[str, Any]:
+    """SASL_PLAINTEXT with PLAIN for user u, the password from ``password``."""
+    sasl = {"mechanism": "PLAIN", "username": "u", "password": password}
+    return {"protocol": "SASL_PLAINTEXT", "sasl": sasl}
 
 
 def _load(tmp_path: Path, security: dict[str, Any]) -> KafkaSecurity:
@@ -37,11 +44,8 @@ def _load(tmp_path: Path, security: dict[str, Any]) -> KafkaSecurity:
          "SCRAM-SHA-512 needs username and password"),
         ({"protocol": "SASL_SSL", "sasl": {"mechanism": "OAUTHBEARER"}},
          "needs exactly one of token_file or client_credentials"),
-        ({"protocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN", "username": "u",
-                                                 "password": "inline"}}, "use {file: PATH} or {env: NAME}"),
-        ({"protocol": "SASL_SSL", "sasl": {"mechanism": "PLAIN", "username": "u",
-                                           "password": {"file": "a", "env": "B"}}},
-         "give exactly one of file or env"),
+        (_plain("inline"), "use {file: PATH} or {env: NAME}"),
+        (_plain({"file": "a", "env": "B"}), "give exactly one of file or env"),
     ],
 )  # fmt: skip
 def test_inconsistent_security_is_refused_at_load_naming_the_problem(
@@ -78,17 +82,7 @@ def test_scram_kwargs_read_the_password_from_the_environment(
 
 def test_a_missing_secret_is_a_config_error_naming_its_source(tmp_path: Path) -> None:
     """An unset environment variable or a missing file is named, the secret never."""
-    security = _load(
-        tmp_path,
-        {
-            "protocol": "SASL_PLAINTEXT",
-            "sasl": {
-                "mechanism": "PLAIN",
-                "username": "u",
-                "password": {"env": "NO_SUCH_VAR_FOR_TEST"},
-            },
-        },
-    )
+    security = _load(tmp_path, _plain({"env": "NO_SUCH_VAR_FOR_TEST"}))
     with pytest.raises(ConfigError, match="NO_SUCH_VAR_FOR_TEST"):
         security_kwargs(security)
 
@@ -128,13 +122,8 @@ async def token_server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
 
     app = web.Application()
     app.router.add_post("/token", token)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/token", forms
-    finally:
-        await runner.cleanup()
+    async with serve(app) as base:
+        yield f"{base}/token", forms
 
 
 async def test_client_credentials_are_cached_until_shortly_before_expiry(
@@ -171,16 +160,6 @@ async def test_a_refusing_token_endpoint_is_an_error_without_the_secret(tmp_path
 async def test_diagnose_names_sasl_for_a_plaintext_sasl_listener(tmp_path: Path) -> None:
     """Without TLS there is no handshake to try: the SASL user and mechanism are named."""
     (tmp_path / "pw").write_text(SECRET)
-    security = _load(
-        tmp_path,
-        {
-            "protocol": "SASL_PLAINTEXT",
-            "sasl": {
-                "mechanism": "PLAIN",
-                "username": "u",
-                "password": {"file": str(tmp_path / "pw")},
-            },
-        },
-    )
+    security = _load(tmp_path, _plain({"file": str(tmp_path / "pw")}))
     why = await diagnose(security, "127.0.0.1:9")
     assert why == "SASL authentication failed for user u (mechanism PLAIN) at 127.0.0.1:9"
