@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus schemas asyncapi soak-memory clean
+.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus openssl schemas asyncapi soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -22,12 +22,16 @@ kafka-jars: venv
 prometheus:
 	bash deploy/prometheus/install.sh
 
+## openssl on PATH: the security tests make their certificates with it.
+openssl:
+	bash deploy/kafka/install-openssl.sh
+
 ## The demo: local Kafka + upstream simulator + processor on demo records, with a summary.
 run: venv kafka-jars
 	$(BIN)/python -m devtools.demo
 
 ## Lint, type-check, then the whole test suite against a real broker.
-test: venv kafka-jars prometheus lint typecheck
+test: venv kafka-jars prometheus openssl lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
@@ -40,7 +44,7 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -q -m "not integration and not e2e" tests/unit tests/devtools
 
-integration: venv kafka-jars prometheus
+integration: venv kafka-jars prometheus openssl
 	$(BIN)/pytest -q tests/integration tests/e2e
 
 ## Throughput, latency and memory against the stack's limits (minutes; not part of `make test`).

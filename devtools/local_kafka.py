@@ -149,6 +149,7 @@ class LocalKafka:
     controller_port: int = 0
     heap_mb: int = 512
     extra_properties: dict[str, str] = field(default_factory=dict)
+    format_args: tuple[str, ...] = ()  # extra storage-tool arguments (--add-scram ...)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _formatted: bool = field(default=False, init=False, repr=False)
 
@@ -211,7 +212,7 @@ class LocalKafka:
             shutil.rmtree(self.data_root / "kraft-logs", ignore_errors=True)
             fmt = subprocess.run(
                 self._java(libs, "kafka.tools.StorageTool", "format",
-                           "-t", new_cluster_id(), "-c", str(props)),
+                           "-t", new_cluster_id(), "-c", str(props), *self.format_args),
                 capture_output=True, text=True, timeout=120, check=False,
             )  # fmt: skip
             if fmt.returncode == 0:

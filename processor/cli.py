@@ -278,8 +278,9 @@ async def _create_topics(settings: Settings, overrides: dict[str, Any]) -> int:
     specs = [TopicSpec(name, *wanted.spec(role))
              for role, name in settings.kafka.topics.by_role().items()]  # fmt: skip
     found = await create_or_find_topics(
-        settings.kafka.bootstrap_servers, specs, settings.kafka.request_timeout_ms / 1000
-    )
+        settings.kafka.bootstrap_servers, specs, settings.kafka.request_timeout_ms / 1000,
+        security=settings.kafka.security,
+    )  # fmt: skip
     mismatches = []
     for topic in found:
         spec = topic.spec

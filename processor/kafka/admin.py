@@ -19,9 +19,10 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from processor.config import KafkaConfig
+from processor.config import KafkaConfig, KafkaSecurity
 from processor.errors import KafkaUnavailable
 from processor.kafka.factory import ADMIN_TIMEOUT_S
+from processor.kafka.security import security_kwargs
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ def _refusals(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
 
 
 async def create_or_find_topics(
-    bootstrap_servers: str, specs: Sequence[TopicSpec], timeout_s: float = ADMIN_TIMEOUT_S
+    bootstrap_servers: str,
+    specs: Sequence[TopicSpec],
+    timeout_s: float = ADMIN_TIMEOUT_S,
+    security: KafkaSecurity | None = None,
 ) -> list[TopicFound]:
     """Create the topics of ``specs`` that do not exist; describe them all.
 
@@ -69,7 +73,9 @@ async def create_or_find_topics(
             ``timeout_s``, or refused to create a topic (the message says which and why).
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+        **security_kwargs(security),
+        bootstrap_servers=bootstrap_servers,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -95,7 +101,11 @@ async def create_or_find_topics(
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> None:
     """Create the topics that do not exist yet (idempotent; tests and tools).
 
@@ -103,7 +113,7 @@ async def ensure_topics(
         KafkaUnavailable: The broker could not be reached or refused.
     """
     specs = [TopicSpec(t, partitions, replication, {}) for t in dict.fromkeys(topics)]
-    await create_or_find_topics(bootstrap_servers, specs)
+    await create_or_find_topics(bootstrap_servers, specs, security=security)
 
 
 async def topic_partitions(config: KafkaConfig, topics: Sequence[str]) -> dict[str, list[int]]:
@@ -114,7 +124,9 @@ async def topic_partitions(config: KafkaConfig, topics: Sequence[str]) -> dict[s
         KafkaUnavailable: The broker could not be reached.
     """
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=config.bootstrap_servers, request_timeout_ms=config.request_timeout_ms
+        **security_kwargs(config.security),
+        bootstrap_servers=config.bootstrap_servers,
+        request_timeout_ms=config.request_timeout_ms,
     )
     try:
         await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
@@ -143,7 +155,9 @@ async def message_size_limits(config: KafkaConfig, topics: Sequence[str]) -> dic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=config.bootstrap_servers, request_timeout_ms=config.request_timeout_ms
+        **security_kwargs(config.security),
+        bootstrap_servers=config.bootstrap_servers,
+        request_timeout_ms=config.request_timeout_ms,
     )
     wanted = [
         ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics

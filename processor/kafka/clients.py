@@ -13,6 +13,7 @@ from processor.errors import KafkaUnavailable
 from processor.kafka.consumer import KafkaConsumer
 from processor.kafka.factory import STOP_TIMEOUT_S, OutcomeProducer, make_consumer, make_producer
 from processor.kafka.transactional import TransactionalProducers
+from processor.kafka_auth import diagnose
 
 
 class KafkaClients:
@@ -59,6 +60,10 @@ class KafkaClients:
             ) from exc
         except (KafkaError, OSError) as exc:
             await self.stop(STOP_TIMEOUT_S)
+            security = self._config.security
+            why = None if security.protocol == "PLAINTEXT" else await diagnose(security, address)
+            if why is not None:  # a wrong password and an untrusted CA look alike in aiokafka
+                raise KafkaUnavailable(f"cannot connect to Kafka: {why}") from exc
             raise KafkaUnavailable(f"cannot connect to Kafka at {address}: {exc!r}") from exc
 
     async def flush(self, timeout_s: float) -> bool:

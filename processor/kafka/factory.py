@@ -23,6 +23,7 @@ from aiokafka.errors import (
 
 from processor.config import KafkaConfig
 from processor.errors import PartitionFenced, RecordRejected
+from processor.kafka.security import security_kwargs
 
 ADMIN_TIMEOUT_S = 30.0
 
@@ -41,6 +42,7 @@ TP = tuple[str, int]
 def producer_kwargs(config: KafkaConfig) -> dict[str, Any]:
     """What every producer of the service is built from (outcomes, transactional, produce)."""
     return {
+        **security_kwargs(config.security),
         "bootstrap_servers": config.bootstrap_servers,
         "client_id": config.client_id,
         "acks": "all",
@@ -69,6 +71,7 @@ def make_consumer(
         config.max_poll_interval_ms, int(drain_timeout_s * 1000) + REBALANCE_MARGIN_MS
     )
     return AIOKafkaConsumer(
+        **security_kwargs(config.security),
         bootstrap_servers=config.bootstrap_servers,
         client_id=config.client_id,
         group_id=config.group_id,

@@ -23,6 +23,7 @@ from processor.errors import CommitFailed, KafkaUnavailable
 from processor.inputs import InputRecord
 from processor.kafka.admin import topic_partitions
 from processor.kafka.factory import STOP_TIMEOUT_S, TP, OutcomeProducer, make_producer
+from processor.kafka.security import security_kwargs
 
 #: Sends awaited at once by :func:`produce_lines` (bounds the memory of a long input).
 PRODUCE_WINDOW = 10_000
@@ -105,6 +106,7 @@ class TopicReader:
                 ``require`` does not exist.
         """
         client = AIOKafkaConsumer(
+            **security_kwargs(config.security),
             bootstrap_servers=config.bootstrap_servers, client_id=config.client_id,
             group_id=group, enable_auto_commit=False, auto_offset_reset="earliest",
             request_timeout_ms=config.request_timeout_ms,

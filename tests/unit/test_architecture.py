@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config",),
+    ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
     ("processor.tracing",),  # the OpenTelemetry edge (optional extra)
     ("processor.decode", "processor.outcomes", "processor.kafka", "processor.upstream",
@@ -199,6 +200,7 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
     ),
     (  # what the tools are built from: the simulator's server, the stack, the referee
         "devtools.simulator.server", "devtools.stack", "devtools.reconcile",
+        "devtools.secure_kafka",
         "devtools.bench.kafka_io", "devtools.bench.report",
     ),
     ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
@@ -237,7 +239,8 @@ def test_the_layer_check_catches_an_arrow_pointing_the_wrong_way() -> None:
 
 
 AIOKAFKA_EDGE = {m for m in MODULES if m == "processor.kafka" or m.startswith("processor.kafka.")}
-AIOHTTP_EDGE = {"processor.upstream.client"}
+#: kafka_auth: the OAUTHBEARER client-credentials token endpoint (not an upstream API).
+AIOHTTP_EDGE = {"processor.upstream.client", "processor.kafka_auth"}
 
 
 def _library_cases(edge: set[str]) -> list[str]:
@@ -252,7 +255,7 @@ def test_only_the_kafka_edge_imports_aiokafka(module: str) -> None:
 
 @pytest.mark.parametrize("module", _library_cases(AIOHTTP_EDGE))
 def test_only_the_upstream_client_imports_aiohttp(module: str) -> None:
-    """aiohttp is imported by processor.upstream.client and devtools only."""
+    """aiohttp is imported by processor.upstream.client, kafka_auth and devtools only."""
     assert _offending(module, ("aiohttp",)) == set()
 
 
