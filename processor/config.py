@@ -20,46 +20,45 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
-    SecretStr,
     TypeAdapter,
     ValidationError,
     ValidatorFunctionWrapHandler,
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processor.checkplan import CheckConfig
+from processor.config_base import Frozen as _Frozen
+from processor.config_base import Problem
+from processor.config_base import invalid as _invalid
+from processor.config_security import KafkaSasl, KafkaSecurity, KafkaTls, OAuthClientCredentials
+from processor.config_upstream import (
+    AuthConfig,
+    BreakerConfig,
+    CacheConfig,
+    RetryConfig,
+    UpstreamConfig,
+)
 from processor.errors import ConfigError
 from processor.record_type_loading import record_types_and_problems
 from processor.record_types import RecordType, RecordTypes
 from processor.topic_settings import TopicRole, TopicSettings
 
-#: A key path (as pydantic reports locations) and what is wrong there.
-Problem = tuple[tuple[str | int, ...], str]
-
-
-def _invalid(title: str, problems: Sequence[Problem]) -> ValidationError:
-    """A validation error with one line per problem, each at its own key path.
-
-    Raised from a validator, pydantic keeps the locations (prefixed with the enclosing
-    sections), where a plain ``ValueError`` would be reported at the model's own location.
-    """
-    details = [
-        InitErrorDetails(type=PydanticCustomError("config", message), loc=loc, input=None)
-        for loc, message in problems
-    ]
-    return ValidationError.from_exception_data(title, details)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+__all__ = [
+    "AuthConfig",
+    "BreakerConfig",
+    "CacheConfig",
+    "KafkaSasl",
+    "KafkaSecurity",
+    "KafkaTls",
+    "OAuthClientCredentials",
+    "Problem",
+    "RetryConfig",
+    "UpstreamConfig",
+]  # the sections that moved out keep their import path: processor.config
 
 
 class TopicsConfig(_Frozen):
@@ -88,115 +87,6 @@ class OutcomesConfig(_Frozen):
         description="document: the outcome document; record: the record as a CloudEvent",
     )
     invalid_payload: Literal["document", "record"] = "document"
-
-
-class _Secret(_Frozen):
-    """Where a secret comes from: a file (its content, stripped) or an environment variable.
-    Never inline in YAML, so a config file can be shown and committed without leaking."""
-
-    file: Path | None = None
-    env: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _not_inline(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            raise ValueError("secrets are not written inline: use {file: PATH} or {env: NAME}")
-        return data
-
-    @model_validator(mode="after")
-    def _one_source(self) -> _Secret:
-        if (self.file is None) == (self.env is None):
-            raise _invalid("Secret", [((), "give exactly one of file or env")])
-        return self
-
-    def read(self) -> SecretStr:
-        """The secret now (read at client start-up; raises ConfigError when missing)."""
-        if self.file is not None:
-            try:
-                return SecretStr(self.file.read_text(encoding="utf-8").strip())
-            except OSError as exc:
-                raise ConfigError(f"cannot read secret file {self.file}: {exc.strerror}") from exc
-        assert self.env is not None
-        value = os.environ.get(self.env)
-        if not value:
-            raise ConfigError(f"environment variable {self.env} (a secret) is not set")
-        return SecretStr(value)
-
-
-class KafkaTls(_Frozen):
-    """TLS towards the brokers (protocols SSL and SASL_SSL); mTLS with cert_file + key_file."""
-
-    ca_file: Path | None = Field(default=None, description="PEM CA bundle; none: system CAs")
-    cert_file: Path | None = Field(default=None, description="client certificate (mTLS)")
-    key_file: Path | None = Field(default=None, description="client private key (mTLS)")
-    key_password: _Secret | None = None
-    check_hostname: bool = Field(default=True, description="false only for test clusters")
-
-    @model_validator(mode="after")
-    def _pair(self) -> KafkaTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise _invalid("KafkaTls", [((), "mTLS needs both cert_file and key_file")])
-        if self.key_password is not None and self.key_file is None:
-            raise _invalid("KafkaTls", [(("key_password",), "given without key_file")])
-        return self
-
-
-class OAuthClientCredentials(_Frozen):
-    """An OAuth 2 client-credentials token endpoint (RFC 6749 section 4.4)."""
-
-    token_url: AnyHttpUrl
-    client_id: str
-    client_secret: _Secret
-    scope: str | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
-    refresh_margin_s: float = Field(default=60.0, ge=0, description="renew this long before expiry")
-
-
-class KafkaSasl(_Frozen):
-    """SASL (protocols SASL_PLAINTEXT and SASL_SSL). PLAIN and SCRAM take username and
-    password; OAUTHBEARER takes token (a file re-read when it changes) or client_credentials."""
-
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
-    username: str | None = None
-    password: _Secret | None = None
-    token_file: Path | None = None
-    client_credentials: OAuthClientCredentials | None = None
-
-    @model_validator(mode="after")
-    def _credentials(self) -> KafkaSasl:
-        if self.mechanism == "OAUTHBEARER":
-            if (self.token_file is None) == (self.client_credentials is None):
-                need = "OAUTHBEARER needs exactly one of token_file or client_credentials"
-                raise _invalid("KafkaSasl", [((), need)])
-            if self.username is not None or self.password is not None:
-                raise _invalid("KafkaSasl", [((), "OAUTHBEARER takes no username/password")])
-        elif self.username is None or self.password is None:
-            raise _invalid("KafkaSasl", [((), f"{self.mechanism} needs username and password")])
-        return self
-
-
-class KafkaSecurity(_Frozen):
-    """How the clients authenticate and encrypt (the standard Kafka client protocols)."""
-
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    tls: KafkaTls | None = None
-    sasl: KafkaSasl | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> KafkaSecurity:
-        problems: list[Problem] = []
-        uses_tls = self.protocol in ("SSL", "SASL_SSL")
-        uses_sasl = self.protocol.startswith("SASL_")
-        if uses_sasl and self.sasl is None:
-            problems.append((("sasl",), f"protocol {self.protocol} needs sasl.mechanism"))
-        if not uses_sasl and self.sasl is not None:
-            problems.append((("sasl",), f"given but protocol {self.protocol} uses no SASL"))
-        if not uses_tls and self.tls is not None:
-            problems.append((("tls",), f"given but protocol {self.protocol} uses no TLS"))
-        if problems:
-            raise _invalid("KafkaSecurity", problems)
-        return self
 
 
 class KafkaConfig(_Frozen):
@@ -277,85 +167,6 @@ class ValidationConfig(_Frozen):
     """Schema validation policy."""
 
     unknown_fields: Literal["reject", "keep"] = "reject"
-
-
-class AuthConfig(_Frozen):
-    """Credentials for one upstream. The secret comes from ``token`` or ``token_file``."""
-
-    kind: Literal["none", "bearer", "api_key"] = "none"
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    header_name: str = "X-Api-Key"
-
-    @model_validator(mode="after")
-    def _has_secret(self) -> AuthConfig:
-        if self.kind != "none" and self.token is None and self.token_file is None:
-            raise _invalid("AuthConfig", [((), f"kind {self.kind!r} needs token or token_file")])
-        return self
-
-    def secret(self) -> str | None:
-        """The credential, read from ``token_file`` if given (at start-up, once)."""
-        if self.kind == "none":
-            return None
-        if self.token is not None:
-            return self.token.get_secret_value()
-        assert self.token_file is not None
-        return self.token_file.read_text().strip()
-
-
-class RetryConfig(_Frozen):
-    """Retries of transient failures (timeouts, connection errors, 5xx, 429).
-
-    Backoff is exponential with full jitter: attempt n waits uniform(0, min(backoff_max_s,
-    backoff_initial_s * 2**(n-1))), or the upstream's Retry-After when it is longer. The
-    budget counts time spent calling and backing off, not time waiting for an open breaker:
-    a record is dead-lettered only if it failed while the upstream was answering.
-    """
-
-    max_attempts: int = Field(default=8, ge=1)
-    budget_s: float = Field(default=30.0, gt=0)
-    backoff_initial_s: float = Field(default=0.05, gt=0)
-    backoff_max_s: float = Field(default=2.0, gt=0)
-
-
-class BreakerConfig(_Frozen):
-    """The circuit breaker: trips on a failure rate or a run of failures, then probes.
-
-    Failures are timeouts, connection errors and 5xx (not 429, not other 4xx). Open, it
-    makes callers wait (their partitions are paused) for ``open_s``; then ``half_open_probes``
-    calls go through, and all must succeed to close it.
-    """
-
-    enabled: bool = True
-    failure_rate: float = Field(default=0.5, gt=0, le=1)
-    window_s: float = Field(default=10.0, gt=0)
-    min_calls: int = Field(default=20, ge=1)
-    consecutive_failures: int = Field(default=10, ge=1)
-    open_s: float = Field(default=2.0, gt=0)
-    half_open_probes: int = Field(default=1, ge=1)
-
-
-class CacheConfig(_Frozen):
-    """Answers kept by request (method, path, body): duplicates and hot keys are free."""
-
-    ttl_s: float = Field(default=300.0, ge=0, description="0 turns the cache off")
-    max_entries: int = Field(default=100_000, ge=1)
-
-
-class UpstreamConfig(_Frozen):
-    """One upstream HTTP API: where it is, how hard we may push it, how long we wait."""
-
-    base_url: AnyHttpUrl
-    max_concurrency: int = Field(default=64, ge=1)
-    rate_limit_rps: float | None = Field(default=None, gt=0, description="None: no limit")
-    rate_limit_burst: int = Field(default=1, ge=1)
-    connect_timeout_s: float = Field(default=2.0, gt=0)
-    read_timeout_s: float = Field(default=5.0, gt=0)
-    total_timeout_s: float = Field(default=10.0, gt=0)
-    auth: AuthConfig = AuthConfig()
-    retry: RetryConfig = RetryConfig()
-    breaker: BreakerConfig = BreakerConfig()
-    cache: CacheConfig = CacheConfig()
 
 
 class EndpointConfig(_Frozen):

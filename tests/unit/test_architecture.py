@@ -23,6 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
+    ("processor.config_base",),  # frozen sections, one-line-per-problem errors
+    ("processor.config_security", "processor.config_upstream"),  # sections of their own
     ("processor.config",),
     ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
