@@ -31,3 +31,17 @@ def test_first_screen_shows_both_commands() -> None:
     first_screen = "\n".join(README.splitlines()[:25])
     assert "make run" in first_screen
     assert "make test" in first_screen
+
+
+def _alerts() -> list[str]:
+    import yaml
+
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    return [r["alert"] for group in rules["groups"] for r in group["rules"]]
+
+
+@pytest.mark.parametrize("alert", _alerts())
+def test_the_runbook_section_covers_every_alert(alert: str) -> None:
+    """README's "Runbook: every alert" has an entry for each alert rule."""
+    runbook = README.split("### Runbook: every alert", 1)[1].split("\n## ", 1)[0]
+    assert f"- **{alert}**" in runbook
