@@ -178,7 +178,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
         bootstrap = broker.bootstrap_servers
         topics = unique_topics("restart")
         await create_topics(bootstrap, topics, partitions=6)
-        corpus = build_corpus(10_000, keys=60, seed=29)
+        corpus = build_corpus(6_000, keys=60, seed=29)
         coords = await publish_corpus(bootstrap, topics.input, corpus)
         config = write_config(tmp_path / "processor.yaml", bootstrap, simulator_url, topics)
         async with watching(bootstrap, topics, set(coords)) as watch:
@@ -234,7 +234,7 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
     costs no input its outcome and breaks no key's order."""
     topics = unique_topics("join")
     await create_topics(kafka_bootstrap, topics, partitions=6)
-    corpus = build_corpus(20_000, keys=60, seed=31)
+    corpus = build_corpus(12_000, keys=60, seed=31)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
     config = write_config(tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
