@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,27 +116,6 @@ async def ensure_topics(
     await create_or_find_topics(bootstrap_servers, specs, security=security)
 
 
-@contextlib.asynccontextmanager
-async def _admin(config: KafkaConfig) -> AsyncIterator[AIOKafkaAdminClient]:
-    """A started admin client for the block, closed after it; a failure to reach or ask the
-    broker inside the block is :class:`KafkaUnavailable`."""
-    admin = AIOKafkaAdminClient(
-        **security_kwargs(config.security),
-        bootstrap_servers=config.bootstrap_servers,
-        request_timeout_ms=config.request_timeout_ms,
-    )
-    try:
-        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
-        yield admin
-    except (KafkaError, TimeoutError, OSError) as exc:
-        raise KafkaUnavailable(
-            f"cannot describe topics on {config.bootstrap_servers}: {exc!r}"
-        ) from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(admin.close(), 5)
-
-
 async def topic_partitions(config: KafkaConfig, topics: Sequence[str]) -> dict[str, list[int]]:
     """The partitions of each of ``topics`` that exists (a fresh metadata request: a client's
     own metadata knows only the topics it subscribed to).
@@ -144,8 +123,21 @@ async def topic_partitions(config: KafkaConfig, topics: Sequence[str]) -> dict[s
     Raises:
         KafkaUnavailable: The broker could not be reached.
     """
-    async with _admin(config) as admin:
+    admin = AIOKafkaAdminClient(
+        **security_kwargs(config.security),
+        bootstrap_servers=config.bootstrap_servers,
+        request_timeout_ms=config.request_timeout_ms,
+    )
+    try:
+        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
         described = await asyncio.wait_for(admin.describe_topics(list(topics)), ADMIN_TIMEOUT_S)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot describe topics on {config.bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)
     return {
         t["topic"]: sorted(p["partition"] for p in t["partitions"])
         for t in described
@@ -162,14 +154,27 @@ async def message_size_limits(config: KafkaConfig, topics: Sequence[str]) -> dic
     """
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+    admin = AIOKafkaAdminClient(
+        **security_kwargs(config.security),
+        bootstrap_servers=config.bootstrap_servers,
+        request_timeout_ms=config.request_timeout_ms,
+    )
     wanted = [
         ConfigResource(ConfigResourceType.TOPIC, t, {"max.message.bytes": None}) for t in topics
     ]
     limits: dict[str, int] = {}
-    async with _admin(config) as admin:
+    try:
+        await asyncio.wait_for(admin.start(), ADMIN_TIMEOUT_S)
         for response in await asyncio.wait_for(admin.describe_configs(wanted), ADMIN_TIMEOUT_S):
             for resource in response.to_object()["resources"]:
                 for entry in resource["config_entries"] if resource["error_code"] == 0 else ():
                     if entry["config_names"] == "max.message.bytes":
                         limits[resource["resource_name"]] = int(entry["config_value"])
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise KafkaUnavailable(
+            f"cannot describe topics on {config.bootstrap_servers}: {exc!r}"
+        ) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)
     return limits
