@@ -13,7 +13,7 @@ own refusal, a timeout's 504 and the 500 below carry them too. Each accessor rai
 guard has not run, rather than answering with a default that would hide a wiring mistake.
 
 An exception nothing handled ends here: logged with its stack (``api.internal_error``),
-answered 500 ``internal`` without a word of it. This is the API's last-resort handler, the
+answered 500 ``internal.error`` without a word of it. This is the API's last-resort handler, the
 one place its requests catch ``Exception``.
 """
 

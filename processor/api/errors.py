@@ -5,7 +5,8 @@ shape; nothing else reaches a client, so no exception text, stack or upstream UR
 FastAPI's and Starlette's own refusals are translated here, in one place
 (:func:`install_handlers`): request validation (422 ``request.invalid``, one detail per
 problem, never the rejected input), unknown paths (404 ``not_found``), wrong methods (405
-``method_not_allowed``, ``Allow`` kept), and any exception nobody handled (500 ``internal``).
+``method_not_allowed``, ``Allow`` kept), and any exception nobody handled (500
+``internal.error``: the reason code the stream gives the same failure).
 
 The ``error`` codes the guards answer with (stable strings, like the reason codes)::
 
@@ -21,7 +22,7 @@ The ``error`` codes the guards answer with (stable strings, like the reason code
     idempotency.in_progress    409  the first request with this key has not finished yet
     not_found                  404  no such path
     method_not_allowed         405  the path exists, not with this method
-    internal                   500  anything else; the log line has the exception, the body not
+    internal.error             500  anything else; the log line has the exception, the body not
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class ApiProblem(Exception):
 
 def internal_problem() -> ApiProblem:
     """The 500 answer: the same words whatever failed (the log line says what)."""
-    return ApiProblem(500, "internal", "the request could not be processed (internal error)")
+    return ApiProblem(500, "internal.error", "the request could not be processed (internal error)")
 
 
 def request_id_of(request: Request) -> str:

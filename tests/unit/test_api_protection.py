@@ -49,10 +49,11 @@ def _app(calls: Counter[str], gate: asyncio.Event) -> FastAPI:
     app = FastAPI()
 
     @app.post("/items")
-    async def items(item: Item) -> dict[str, Any]:
+    async def items(item: Item, request: Request) -> dict[str, Any]:
         calls["items"] += 1
         bound = structlog.contextvars.get_contextvars()
-        return {"name": item.name, "call": calls["items"], "logged_id": bound.get("request_id")}
+        return {"name": item.name, "call": calls["items"], "logged_id": bound.get("request_id"),
+                "state_id": request.state.request_id}  # fmt: skip
 
     @app.post("/raw")
     async def raw(request: Request) -> dict[str, int]:
@@ -143,13 +144,14 @@ NO_LIMITS: dict[str, Any] = {"total": None, "per_key": None, "per_endpoint": Non
 async def test_every_response_has_a_request_id_bound_for_the_logs(
     serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    """A fresh id on each response, the route's log context holds the same one; a sane
+    """A fresh id on each response, the route's log context and request.state hold it; a sane
     incoming id is kept, an insane one replaced."""
     async with serve() as rig:
         first = await _ask(http, "POST", f"{rig.url}/items", json={"name": "a"})
         second = await _ask(http, "POST", f"{rig.url}/items", json={"name": "b"})
         assert first.status == 200
         assert first.body["logged_id"] == first.headers["x-request-id"]
+        assert first.body["state_id"] == first.headers["x-request-id"]
         assert len(first.headers["x-request-id"]) == 32
         assert first.headers["x-request-id"] != second.headers["x-request-id"]
         kept = await _ask(http, "GET", f"{rig.url}/healthz", headers={"X-Request-ID": "trace-1:a"})
@@ -188,12 +190,12 @@ async def test_unknown_paths_and_methods_come_in_the_one_shape(
 async def test_an_unhandled_exception_is_a_500_without_its_text(
     serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    """The body says internal and nothing of the exception (no message, URL or stack); the
+    """The body says internal.error and nothing of the exception (no message, URL or stack); the
     log line has the exception and the request id."""
     async with serve() as rig:
         with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
             answer = await _ask(http, "GET", f"{rig.url}/boom")
-        _problem(answer, 500, "internal")
+        _problem(answer, 500, "internal.error")
         text = json.dumps(answer.body)
         for leak in ("hunter2", "upstream.internal", "RuntimeError", "Traceback", "boom"):
             assert leak not in text
