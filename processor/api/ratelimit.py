@@ -50,11 +50,13 @@ class RateLayer(Frozen):
 class RateLimits(Frozen):
     """``api.protection.rate_limits``: null turns a layer off."""
 
+    # The defaults are a ceiling against a runaway client, above what one process serves
+    # with real upstreams; set them from the upstreams' own limits and each caller's share.
     total: RateLayer | None = Field(
-        default=RateLayer(rate_per_s=1000, burst=2000), description="the global layer"
+        default=RateLayer(rate_per_s=2000, burst=4000), description="the global layer"
     )
-    per_key: RateLayer | None = RateLayer(rate_per_s=200, burst=400)
-    per_endpoint: RateLayer | None = RateLayer(rate_per_s=500, burst=1000)
+    per_key: RateLayer | None = RateLayer(rate_per_s=500, burst=1000)
+    per_endpoint: RateLayer | None = RateLayer(rate_per_s=1000, burst=2000)
     endpoints: dict[str, RateLayer] = Field(
         default={}, description='per-endpoint overrides: {"POST /v1/validate/batch": {...}}'
     )
