@@ -219,7 +219,7 @@ async def test_an_oversized_body_is_refused_before_anything_parses_it(
     serve: Serve, http: aiohttp.ClientSession
 ) -> None:
     """Over max_body_bytes, declared by Content-Length or streamed in chunks, is 413 and the
-    route never runs; a body at the limit passes whole."""
+    route never runs, nor FastAPI's JSON parser; a body at the limit passes whole."""
     async with serve({"max_body_bytes": 1024}) as rig:
         declared = await _ask(http, "POST", f"{rig.url}/raw", data=b"x" * 1025)
         _problem(declared, 413, "request.too_large")
@@ -231,6 +231,9 @@ async def test_an_oversized_body_is_refused_before_anything_parses_it(
         streamed = await _ask(http, "POST", f"{rig.url}/raw", data=chunks())
         _problem(streamed, 413, "request.too_large")
         assert rig.calls["raw"] == 0
+        unparsed = await _ask(http, "POST", f"{rig.url}/items", data=b"{not json" * 200,
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+        _problem(unparsed, 413, "request.too_large")  # parsed, it would be 422 request.invalid
         fits = await _ask(http, "POST", f"{rig.url}/raw", data=b"z" * 1024)
         assert (fits.status, fits.body, rig.calls["raw"]) == (200, {"bytes": 1024}, 1)
 
