@@ -116,7 +116,7 @@ def presented_key(headers: Headers) -> str | None:
     if key:
         return key
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
 def authenticate(ring: KeyRing, headers: Headers) -> str:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
+from processor.api import context
 from processor.api.auth import ApiKeys, KeyRing, hash_key, load_key_ring, presented_key
 from processor.api.errors import http_problem, validation_problem
 from processor.api.idempotency import (
@@ -345,3 +346,15 @@ def test_the_protection_section_is_valid_with_no_keys_at_all() -> None:
     assert not settings.signing.enabled
     assert settings.idempotency.enabled
     assert settings.rate_limits.total is not None
+
+
+def test_shared_request_state_fails_loudly_when_its_guard_did_not_run() -> None:
+    """Reading the raw body or the caller before their guards ran raises, naming the guard,
+    instead of answering with a default that would hide a wiring mistake."""
+    scope = {"type": "http"}
+    with pytest.raises(RuntimeError, match="body-limit guard"):
+        context.raw_body(scope)
+    with pytest.raises(RuntimeError, match="access guard"):
+        context.caller(scope)
+    context.set_caller(scope, None)
+    assert context.caller(scope) is None

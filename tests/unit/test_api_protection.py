@@ -68,6 +68,10 @@ def _app(calls: Counter[str], gate: asyncio.Event) -> FastAPI:
     async def boom() -> None:
         raise RuntimeError("password=hunter2 at http://upstream.internal:8080/check")
 
+    @app.get("/late")
+    async def late() -> None:
+        raise TimeoutError("upstream.internal did not answer")  # the route's own, not ours
+
     @app.post("/wait")
     async def wait() -> dict[str, bool]:
         calls["wait"] += 1
@@ -206,10 +210,14 @@ async def test_an_unhandled_exception_is_a_500_without_its_text(
 
 
 async def test_a_request_over_its_time_is_a_504(serve: Serve, http: aiohttp.ClientSession) -> None:
-    """A route still running at timeout_s is answered 504 request.timeout."""
+    """A route still running at timeout_s is answered 504 request.timeout; a TimeoutError of
+    the route's own is an internal error, not a 504."""
     async with serve({"timeout_s": 0.2}) as rig:
         _problem(await _ask(http, "POST", f"{rig.url}/wait"), 504, "request.timeout")
         assert rig.calls["wait"] == 1
+        with capture_logs() as logs:  # (and no slow pretty-printing of the stack)
+            _problem(await _ask(http, "GET", f"{rig.url}/late"), 500, "internal.error")
+        assert [e["event"] for e in logs if e["log_level"] == "error"] == ["api.internal_error"]
 
 
 # --- the body limit -------------------------------------------------------------------------
