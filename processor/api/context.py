@@ -12,7 +12,9 @@ caller's key) and add headers every response must carry (the rate-limit headers)
 own refusal, a timeout's 504 and the 500 below carry them too. Each accessor raises when its
 guard has not run, rather than answering with a default that would hide a wiring mistake.
 
-An exception nothing handled ends here: logged with its stack (``api.internal_error``),
+When the response is sent, ``on_refusal`` (if given: a metric's counter) hears the ``error``
+code of every response of status 400 or more (``http.<status>`` if no guard or handler named
+one). An exception nothing handled ends here: logged with its stack (``api.internal_error``),
 answered 500 ``internal.error`` without a word of it. This is the API's last-resort handler, the
 one place its requests catch ``Exception``.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -88,8 +91,9 @@ def incoming_id(headers: Headers) -> str | None:
 class RequestContext:
     """Outermost guard: request id, log binding, shared headers, last-resort 500."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_refusal: Callable[[str], None] | None = None) -> None:
         self.app = app
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,6 +124,8 @@ class RequestContext:
                 if not status:  # once a response started, all that is left is to end it
                     await send_problem(scope, receive, send_with_headers, internal_problem())
             finally:
+                if status >= 400 and self.on_refusal is not None:
+                    self.on_refusal(str(state.get("error", f"http.{status}")))
                 log.debug(
                     "api.request", method=scope["method"], path=scope["path"], status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),

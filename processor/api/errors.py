@@ -82,6 +82,8 @@ def request_id_of(request: Request) -> str:
 
 
 def problem_response(request: Request, problem: ApiProblem) -> JSONResponse:
+    """``problem`` in the one shape; the request's state notes its code for the metrics."""
+    request.state.error = problem.error
     body = ErrorBody(
         error=problem.error,
         message=problem.message,

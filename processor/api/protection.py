@@ -60,7 +60,11 @@ class ApiProtection(Frozen):
 
 
 def protect(
-    app: FastAPI, settings: ApiProtection, *, clock: Callable[[], float] = time.monotonic
+    app: FastAPI,
+    settings: ApiProtection,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_refusal: Callable[[str], None] | None = None,
 ) -> None:
     """Install the guards on ``app`` (once, before it serves).
 
@@ -68,6 +72,8 @@ def protect(
         app: The application; its routes may be added before or after.
         settings: The ``api.protection`` section.
         clock: Monotonic seconds for the rate limits and idempotency expiry (tests move it).
+        on_refusal: Hears the ``error`` code of every response of status >= 400
+            (:meth:`processor.metrics.Metrics.api_refused`).
 
     Raises:
         ConfigError: The key hashes or the signing secret cannot be read.
@@ -90,4 +96,4 @@ def protect(
         Access, ring=ring, limiter=limiter, routes=app.router.routes, open_paths=open_paths
     )
     app.add_middleware(Deadline, timeout_s=settings.timeout_s)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, on_refusal=on_refusal)

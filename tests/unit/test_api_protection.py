@@ -25,6 +25,7 @@ from processor.api.auth import hash_key
 from processor.api.protection import ApiProtection, protect
 from processor.api.signing import sign
 from processor.endpoint import EndpointServer
+from processor.metrics import Metrics
 from tests.support.waiting import wait_until
 from tests.unit.fake_time import FakeTime
 
@@ -94,12 +95,15 @@ def serve() -> Serve:
 
     @contextlib.asynccontextmanager
     async def serving(
-        settings: dict[str, Any] | None = None, clock: Callable[[], float] = time.monotonic
+        settings: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> AsyncIterator[Rig]:
         calls: Counter[str] = Counter()
         gate = asyncio.Event()
         app = _app(calls, gate)
-        protect(app, ApiProtection.model_validate(settings or {}), clock=clock)
+        settings_ = ApiProtection.model_validate(settings or {})
+        protect(app, settings_, clock=clock, on_refusal=on_refusal)
         server = EndpointServer(app, "127.0.0.1", 0)
         await server.start()
         try:
@@ -183,12 +187,23 @@ async def test_fastapi_validation_errors_come_in_the_one_shape(
 async def test_unknown_paths_and_methods_come_in_the_one_shape(
     serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    """404 not_found, 405 method_not_allowed with its Allow header."""
-    async with serve() as rig:
+    """404 not_found, 405 method_not_allowed with its Allow header; the refusals metric
+    counts each by its code, and an answered request not at all."""
+    metrics = Metrics()
+    async with serve(on_refusal=metrics.api_refused) as rig:
         _problem(await _ask(http, "GET", f"{rig.url}/nowhere"), 404, "not_found")
         wrong = await _ask(http, "GET", f"{rig.url}/items")
         _problem(wrong, 405, "method_not_allowed")
         assert wrong.headers["allow"] == "POST"
+        assert (await _ask(http, "GET", f"{rig.url}/healthz")).status == 200
+    counted = {
+        s.labels["error"]: s.value
+        for family in metrics.registry.collect()
+        if family.name == "processor_api_refusals"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert counted == {"not_found": 1.0, "method_not_allowed": 1.0}
 
 
 async def test_an_unhandled_exception_is_a_500_without_its_text(
