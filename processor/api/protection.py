@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 
 from fastapi import FastAPI
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from processor.api.access import Access
 from processor.api.auth import ApiKeys, load_key_ring
@@ -57,6 +57,14 @@ class ApiProtection(Frozen):
     signing: RequestSigning = RequestSigning()
     rate_limits: RateLimits = RateLimits()
     idempotency: Idempotency = Idempotency()
+
+    @field_validator("open_paths")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r}: a path as requested, starting with /")
+        return value
 
 
 def protect(

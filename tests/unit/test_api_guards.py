@@ -340,12 +340,15 @@ def test_http_exceptions_get_stable_codes_and_keep_their_headers() -> None:
 
 
 def test_the_protection_section_is_valid_with_no_keys_at_all() -> None:
-    """ApiProtection() stands alone: auth and signing off, limits and idempotency on."""
+    """ApiProtection() stands alone: auth and signing off, limits and idempotency on; an open
+    path must be a path."""
     settings = ApiProtection()
     assert not settings.auth.enabled
     assert not settings.signing.enabled
     assert settings.idempotency.enabled
     assert settings.rate_limits.total is not None
+    with pytest.raises(ValidationError, match="starting with /"):
+        ApiProtection(open_paths=("healthz",))
 
 
 def test_shared_request_state_fails_loudly_when_its_guard_did_not_run() -> None:
