@@ -112,7 +112,7 @@ class RequestContext:
                 headers = MutableHeaders(scope=message)
                 headers[REQUEST_ID_HEADER] = rid
                 for name, value in extra.items():
-                    headers[name] = value  # set, not added: a replayed response's are stale
+                    headers[name] = value  # set, not added: one value each
             await send(message)
 
         started = time.perf_counter()
