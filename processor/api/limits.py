@@ -7,7 +7,9 @@ limit reaches the application, handed over from memory, so an oversized one is n
 (nor hashed, nor checked for a signature). Starlette's own ``RequestBodyLimitMiddleware``
 counts lazily, as the route reads, and answers in plain text; reading up front also gives
 the signature and idempotency guards the exact bytes they need (:func:`context.raw_body`).
-What lies beyond the limit is never read: the server closes the connection after the 413.
+Nothing beyond the limit is kept: uvicorn reads and drops the rest of a body sent anyway, to
+keep the connection usable, so the client gets a clean 413 rather than a reset connection
+(``Connection: close`` with unread data makes TCP reset, and many clients then lose the 413).
 
 :class:`Deadline` bounds every request, the body upload included (a slow client cannot hold
 a connection open past it): 504 ``request.timeout`` if nothing was answered by then; a
