@@ -25,6 +25,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config_base",),  # frozen sections, one-line-per-problem errors
     ("processor.config_security", "processor.config_upstream"),  # sections of their own
+    # the validation API's guards (api.protection, embedded by the config): the error shape,
+    # then the request context, the guards, the step that joins two, and their installer
+    ("processor.api", "processor.api.errors"),
+    ("processor.api.context",),
+    ("processor.api.limits", "processor.api.auth", "processor.api.signing",
+     "processor.api.ratelimit", "processor.api.idempotency"),
+    ("processor.api.access",),
+    ("processor.api.protection",),
     ("processor.config",),
     ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
