@@ -170,14 +170,13 @@ async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_ou
 
 
 async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
-    simulator_url: str, tmp_path: Path, cli: CliProcesses
+    stoppable_broker: LocalKafka, simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A processor whose broker restarts mid-run resumes by itself, and every input gets its
     expected outcome."""
-    broker = LocalKafka(data_root=tmp_path / "kafka")
+    broker = stoppable_broker
     log = tmp_path / "processor.log"
     try:
-        await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap_servers
         topics = unique_topics("restart")
         await create_topics(bootstrap, topics, partitions=6)
@@ -218,8 +217,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
     except (AssertionError, TimeoutError) as exc:
         raise AssertionError(f"{exc}\n{tail(log)}\nbroker:\n{broker.log_tail()}") from exc
     finally:
-        await cli.reap()  # before its broker goes
-        await asyncio.to_thread(broker.stop)
+        await cli.reap()
 
     result = reconcile(corpus, coords, watch.collector.seen)
     print(
