@@ -237,22 +237,22 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
     await create_topics(kafka_bootstrap, topics, partitions=6)
     # two thirds of the input arrive once B is in the group, so B always has work of its
     # own, however fast A went through the first third alone
-    corpus = build_corpus(12_000, keys=60, seed=31)
-    coords = await publish_corpus(kafka_bootstrap, topics.input, corpus[:4_000])
+    corpus = build_corpus(9_000, keys=60, seed=31)
+    coords = await publish_corpus(kafka_bootstrap, topics.input, corpus[:3_000])
     config = write_config(tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     expected = set(coords)
     try:
         async with watching(kafka_bootstrap, topics, expected) as watch:
             a = await cli.start(config, log_a)
-            await watch.wait_read(3_000, PROGRESS_TIMEOUT_S, give_up=exited(a))
+            await watch.wait_read(2_000, PROGRESS_TIMEOUT_S, give_up=exited(a))
             joined_at = time.monotonic()
             b = await cli.start(config, log_b)
             await watch.wait_for(
                 lambda: any(e["partitions"] for e in events(log_b, "intake.assigned")),
                 PROGRESS_TIMEOUT_S, "partitions for B", give_up=exited(a, b),
             )  # fmt: skip
-            later = await publish_corpus(kafka_bootstrap, topics.input, corpus[4_000:])
+            later = await publish_corpus(kafka_bootstrap, topics.input, corpus[3_000:])
             coords += later
             expected.update(later)  # the watch reads until these have outcomes too
             # B leaves once it has itself published outcomes (on the join, A's drain of

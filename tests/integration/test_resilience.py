@@ -190,7 +190,7 @@ async def test_retry_after_holds_every_call_to_that_upstream(
     topics = unique_topics("retry-after")
     await create_topics(kafka_bootstrap, topics, partitions=2)
     customers = [r for r in without_dead_letters(build_corpus(400, seed=24))
-                 if r.label.startswith("customer.v1") and "schema" not in r.label][:60]  # fmt: skip
+                 if r.label.startswith("customer.v1") and "schema" not in r.label][:30]  # fmt: skip
     args = ("--rate-limit-rps", "5", "--rate-limit-burst", "8", "--retry-after-s", "2")
     with simulator(*args) as limited:
         settings = settings_for(
