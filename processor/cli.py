@@ -4,6 +4,7 @@ Commands::
 
     processor run --config FILE [--workers N|auto]   run until SIGTERM/SIGINT (graceful)
     processor run --no-config                        run on defaults and the environment alone
+    processor serve --config FILE                    the validation API alone (api: section)
     processor check-config --config FILE             validate; print the effective config (YAML)
     processor topics create --config FILE [--partitions N] [--replication-factor N]
                             [--topic-config KEY=VALUE ...]
@@ -107,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes in the group: a number or 'auto' (CPUs)",
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve = command(
+        "serve", "Serve the validation API alone until SIGTERM/SIGINT",
+        "/v1/validate, /v1/validate/batch and /v1/records on api.host:api.port; `run` serves "
+        "it beside the stream consumer when api.enabled is true.",
+    )  # fmt: skip
     check = command(
         "check-config", "Validate the config and print the effective config as YAML",
         "Secrets are masked. Every problem is printed, one line per key, and the exit code is 2.",
@@ -152,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--type", default=None, metavar="T", help="only this record type")
     schemas.add_argument("--write", action="store_true", help="store the current schemas")
     add_dlq_command(command)
-    for p in (check, topics, produce, schemas):
+    for p in (serve, check, topics, produce, schemas):
         p.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     return parser
 
@@ -181,9 +187,12 @@ def _as_worker(settings: Settings, index: int) -> Settings:
     endpoint = settings.endpoint
     if endpoint.port:
         endpoint = endpoint.model_copy(update={"port": endpoint.port + index})
+    api = settings.api
+    if api.port:
+        api = api.model_copy(update={"port": api.port + index})
     return settings.model_copy(
         update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka,
-                "endpoint": endpoint}
+                "endpoint": endpoint, "api": api}
     )  # fmt: skip
 
 
@@ -229,16 +238,18 @@ def _note_early_stop(signum: int, _frame: object) -> None:
     _EARLY_STOP.append(signum)
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, *, api_only: bool = False) -> int:
+    from processor.api.app import ApiRunner
     from processor.app import App
 
-    app = App(settings)
+    app = ApiRunner(settings) if api_only else App(settings)
     _tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
+    if isinstance(app, App):
+        loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
     if _EARLY_STOP:  # asked to stop while starting: start, then stop at once, cleanly
         app.request_stop()
     return await app.run()
@@ -425,7 +436,7 @@ def _command(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
         topic_overrides = _topic_overrides(args) if args.command == "topics" else {}
-        if args.command in ("run", "check-config"):
+        if args.command in ("run", "serve", "check-config"):
             from processor.custom_checks import load_custom_checks
 
             load_custom_checks(settings.checks)  # user code imports now, or exit 2
@@ -451,6 +462,8 @@ def _command(args: argparse.Namespace) -> int:
             return asyncio.run(_produce(settings, args.topic, args.key_field))
         if args.command == "dlq":
             return asyncio.run(redrive_command(settings, args, _print))
+        if args.command == "serve":
+            return asyncio.run(_run(settings, api_only=True))
         if args.worker_index is not None:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:

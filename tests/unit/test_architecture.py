@@ -24,7 +24,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config_base",),  # frozen sections, one-line-per-problem errors
-    ("processor.config_security", "processor.config_upstream"),  # sections of their own
+    # the validation API's interface: its one error shape, its guards and their config
+    ("processor.api", "processor.api.errors", "processor.api.protection"),
+    ("processor.config_security", "processor.config_upstream",
+     "processor.config_api"),  # sections of their own
     ("processor.config",),
     ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
@@ -35,10 +38,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.metrics", "processor.checks", "processor.guard"),
     ("processor.reachability",),  # the broker's transitions: events and a gauge
     ("processor.pipeline",),
+    ("processor.validation",),  # the pipeline over one set of upstream callers, for both doors
     ("processor.engine",),
     ("processor.transactions",),  # exactly-once commits over the engine's holds
     ("processor.intake", "processor.watchdog"),
     ("processor.status",),
+    ("processor.api.models",),  # the validation API: responses and error statuses,
+    ("processor.api.service",),  # judging through the pipeline, batches under a deadline,
+    ("processor.api.routes",),  # the routes,
+    ("processor.api.app",),  # the application and its lifetime (run and serve)
     ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli_dlq",),  # the dlq command: arguments and runner
     ("processor.cli",),

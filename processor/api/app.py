@@ -1,0 +1,135 @@
+"""The validation API's application and its lifetime beside (or without) the stream consumer.
+
+:func:`build_api` makes the FastAPI application: the routes of :mod:`processor.api.routes`,
+the request guards of :func:`~processor.api.protection.protect`, and one error shape for
+everything (an :class:`ApiProblem` as it is; any other exception as ``internal.error``, its
+text logged with the request id, never sent). :func:`serving` runs it on the current event
+loop over a :class:`~processor.validation.Validation` it is given: ``processor run`` passes
+the stream's own (one set of upstream callers for both front doors), ``processor serve``
+(:class:`ApiRunner`) builds one for the API alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from processor import __version__
+from processor.api.errors import ApiProblem, problem_response, request_id_of
+from processor.api.protection import protect
+from processor.api.routes import ApiContext, add_routes
+from processor.api.service import ValidationService
+from processor.config import Settings
+from processor.endpoint import EndpointServer
+from processor.kafka import RecordSender
+from processor.metrics import Metrics
+from processor.upstream import make_session
+from processor.validation import Validation, build_validation
+from schemas.outcomes import ProcessorInfo
+
+log = structlog.get_logger("processor.api")
+
+#: The OpenAPI document's version: the API's, not the package's (the snapshot stays put).
+API_VERSION = "v1"
+
+
+def build_api(ctx: ApiContext, settings: Settings) -> FastAPI:
+    """The application: routes, guards and error handlers."""
+    api = FastAPI(
+        title="record-processor validation API",
+        version=API_VERSION,
+        summary="The stream's rules over HTTP: judge one event or a batch, or publish events.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiProblem)
+        return problem_response(request, exc)
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("api.unhandled", request_id=request_id_of(request), path=request.url.path,
+                  error=repr(exc))  # fmt: skip
+        problem = ApiProblem(500, "internal.error", "the request failed (an internal error)")
+        return problem_response(request, problem)
+
+    api.add_exception_handler(ApiProblem, refused)
+    api.add_exception_handler(Exception, failed)
+    add_routes(api, ctx)
+    protect(api, settings.api.protection)
+    return api
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, validation: Validation) -> AsyncIterator[int]:
+    """Serve the API over ``validation`` for the block; yields the port it listens on.
+
+    Raises:
+        KafkaUnavailable: The producer of ``/v1/records`` could not connect.
+        EndpointError: The port is taken.
+    """
+    sender = RecordSender(settings.kafka)
+    await sender.start()
+    try:
+        open_s = max((u.breaker.open_s for u in settings.upstreams.values()), default=1.0)
+        ctx = ApiContext(
+            service=ValidationService(validation, settings.api, open_s),
+            publisher=sender,
+            input_topic=settings.kafka.topics.input,
+            max_record_bytes=settings.engine.max_record_bytes,
+            max_request_bytes=settings.kafka.producer_max_request_bytes,
+            max_batch_items=settings.api.max_batch_items,
+            request_timeout_s=settings.api.request_timeout_s,
+            ready=lambda: True,
+        )
+        server = EndpointServer(
+            build_api(ctx, settings), settings.api.host, settings.api.port, section="api",
+            what="the validation API",
+        )  # fmt: skip
+        await server.start()
+        log.info("api.started", url=f"http://{settings.api.host}:{server.port}/v1")
+        try:
+            yield server.port
+        finally:
+            await server.stop()
+    finally:
+        await sender.stop()
+
+
+class ApiRunner:
+    """``processor serve``: the validation API alone, until :meth:`request_stop`."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._stop = asyncio.Event()
+        #: The port the API listens on (known once it is bound).
+        self.port: int | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Serve until stopped; return the exit code (0).
+
+        Raises:
+            KafkaUnavailable: The producer of ``/v1/records`` could not connect.
+            EndpointError: The port is taken.
+        """
+        s = self.settings
+        started = time.monotonic()
+        structlog.contextvars.bind_contextvars(instance=s.instance_id)
+        info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
+        async with make_session() as session:
+            validation = build_validation(s, session, self.metrics, info)
+            async with serving(s, validation) as port:
+                self.port = port
+                await self._stop.wait()
+        log.info("api.stopped", uptime_s=round(time.monotonic() - started, 2))
+        return 0
