@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 
 from processor import __version__
 from processor.api.errors import ApiProblem, problem_response, request_id_of
-from processor.api.protection import protect
+from processor.api.protection import ApiProtection, protect
 from processor.api.routes import ApiContext, add_routes
 from processor.api.service import ValidationService
 from processor.config import Settings
@@ -39,7 +39,7 @@ log = structlog.get_logger("processor.api")
 API_VERSION = "v1"
 
 
-def build_api(ctx: ApiContext, settings: Settings) -> FastAPI:
+def build_api(ctx: ApiContext, protection: ApiProtection) -> FastAPI:
     """The application: routes, guards and error handlers."""
     api = FastAPI(
         title="record-processor validation API",
@@ -62,7 +62,7 @@ def build_api(ctx: ApiContext, settings: Settings) -> FastAPI:
     api.add_exception_handler(ApiProblem, refused)
     api.add_exception_handler(Exception, failed)
     add_routes(api, ctx)
-    protect(api, settings.api.protection)
+    protect(api, protection)
     return api
 
 
@@ -88,8 +88,9 @@ async def serving(settings: Settings, validation: Validation) -> AsyncIterator[i
             request_timeout_s=settings.api.request_timeout_s,
             ready=lambda: True,
         )
+        api = settings.api
         server = EndpointServer(
-            build_api(ctx, settings), settings.api.host, settings.api.port, section="api",
+            build_api(ctx, api.protection), api.host, api.port, section="api",
             what="the validation API",
         )  # fmt: skip
         await server.start()

@@ -31,7 +31,6 @@ from processor.api.models import (
     Readiness,
     RecordsAccepted,
 )
-from processor.api.service import ValidationService
 from processor.errors import KafkaUnavailable, RecordRejected
 from schemas.envelope import STRUCTURED_CONTENT_TYPE, CloudEvent
 from schemas.outcomes import OutcomeDocument, ReasonCode
@@ -39,6 +38,13 @@ from schemas.outcomes import OutcomeDocument, ReasonCode
 #: What a Kafka record adds to its key and value on the wire, at most (batch and headers).
 RECORD_OVERHEAD_BYTES: Final = 512
 _HEADERS: Final = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+
+
+class Judge(Protocol):
+    """What the validation routes judge with (:class:`~processor.api.service.ValidationService`)."""
+
+    async def judge_one(self, raw: bytes, event: Any) -> OutcomeDocument | ApiProblem: ...
+    async def judge_batch(self, events: Sequence[Any]) -> BatchResult: ...
 
 
 class Publisher(Protocol):
@@ -54,7 +60,7 @@ class Publisher(Protocol):
 class ApiContext:
     """Everything the routes use, built by the composition root."""
 
-    service: ValidationService
+    service: Judge
     publisher: Publisher
     input_topic: str
     max_record_bytes: int

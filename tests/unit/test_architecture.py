@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.api.service",),  # judging through the pipeline, batches under a deadline,
     ("processor.api.routes",),  # the routes,
     ("processor.api.app",),  # the application and its lifetime (run and serve)
+    ("processor.api.openapi",),  # its OpenAPI document and the committed snapshot
     ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli_dlq",),  # the dlq command: arguments and runner
     ("processor.cli",),
