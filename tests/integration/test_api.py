@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from devtools.corpus import build_corpus
-from devtools.reconcile import OutcomeCollector
+from devtools.reconcile import OutcomeCollector, publish_corpus
 from devtools.simulator import start_simulator
 from devtools.simulator.verdicts import SimulatorSettings
 from processor.api.app import ApiRunner
@@ -29,7 +29,9 @@ from tests.support.api import (
     structured_body,
     validate_each,
 )
+from tests.support.services import simulator_process
 from tests.support.setup import create_topics, running_app, settings_for, unique_topics
+from tests.support.sim import SimControl
 from tests.support.waiting import wait_until
 
 
@@ -169,3 +171,39 @@ async def test_a_batch_body_that_is_not_an_array_of_allowed_size_is_refused(
     assert {body["error"] for _, body, _ in answers} == {"request.invalid"}
     assert details == ["body.not_an_array", "events.none", "events.too_many", "body.not_json"]
     assert probes == (200, {"live": True}, 200, {"ready": True, "accepting_records": True})
+
+
+async def test_the_api_and_the_stream_share_each_upstreams_rate_limit(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """In one process the stream and a concurrent batch call each upstream through one rate
+    limiter: with the simulator and the processor both at 100 requests/s per upstream, the
+    160 customers of both front doors are judged without a single 429."""
+    rate = {"rate_limit_rps": 100, "rate_limit_burst": 5}  # the simulator has 10: slack
+    customers = [
+        r for r in build_corpus(800, keys=40, seed=31) if r.label == "customer.v1.valid.structured"
+    ][:160]
+    topics = unique_topics("api-budget")
+    await create_topics(kafka_bootstrap, topics, partitions=2)
+    coords = await publish_corpus(kafka_bootstrap, topics.input, customers[:80])
+    collector = OutcomeCollector(kafka_bootstrap, topics)
+    with simulator_process("--rate-limit-rps", "100", "--rate-limit-burst", "10") as url:
+        upstreams = {name: rate for name in ("email", "vat", "sanctions")}
+        settings = _with_api(settings_for(tmp_path, kafka_bootstrap, url, topics,
+                                          upstreams=upstreams))  # fmt: skip
+        async with running_app(settings) as app, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            await wait_until(lambda: app.api_port is not None, 30, "the API listening")
+            body = json.dumps([batch_item(r) for r in customers[80:]]).encode()
+            started = time.monotonic()
+            status, result, _ = await post(
+                http, f"http://127.0.0.1:{app.api_port}/v1/validate/batch", body, JSON
+            )
+            assert await collector.collect(set(coords), timeout_s=60)
+            took_s = time.monotonic() - started
+        stats = await SimControl(url).stats()
+    assert status == 200
+    assert [item_verdict(i) for i in result["items"]] == [("valid", "ok")] * 80
+    assert {o[0].kind for o in collector.seen.values()} == {"valid"}
+    print(f"\nsimulator: {stats['by_endpoint']}, {took_s:.1f}s")
+    answered = {code for by in stats["by_endpoint"].values() for code in by}
+    assert answered == {"200"}, stats["by_endpoint"]
