@@ -214,7 +214,8 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
         "devtools.secure_kafka",
         "devtools.bench.kafka_io", "devtools.bench.report",
     ),
-    ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
+    # a package's face, the bench's chart and its API scenario
+    ("devtools.simulator", "devtools.bench.chart", "devtools.bench.api_load"),
     ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
     ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
 )  # fmt: skip
