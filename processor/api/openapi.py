@@ -10,7 +10,6 @@ the running API serves the same document at ``/openapi.json``.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
 from collections.abc import Sequence
@@ -22,11 +21,11 @@ from processor.api.errors import ApiProblem
 from processor.api.models import BatchResult
 from processor.api.routes import ApiContext
 from processor.config_api import ApiConfig
+from schemas.export import changed
 from schemas.outcomes import OutcomeDocument
 
 #: The committed snapshot (in a source checkout).
 SNAPSHOT: Final = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
-_DIFF_LINES_SHOWN: Final = 40
 
 
 class _Unserved:
@@ -71,14 +70,7 @@ def check_snapshot(path: Path = SNAPSHOT) -> list[str]:
     if not path.is_file():
         return [f"missing: {path}"]
     current = path.read_text(encoding="utf-8")
-    if current == expected:
-        return []
-    diff = list(difflib.unified_diff(current.splitlines(), expected.splitlines(),
-                                     f"{path.name} (committed)", f"{path.name} (routes)",
-                                     lineterm=""))  # fmt: skip
-    more = len(diff) - _DIFF_LINES_SHOWN
-    tail = f"\n... {more} more diff lines" if more > 0 else ""
-    return [f"changed: {path}\n" + "\n".join(diff[:_DIFF_LINES_SHOWN]) + tail]
+    return [] if current == expected else [changed(path, current, expected, "routes")]
 
 
 def write_snapshot(path: Path = SNAPSHOT) -> Path:
