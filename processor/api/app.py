@@ -79,10 +79,11 @@ async def serving(settings: Settings, validation: Validation) -> AsyncIterator[i
     try:
         open_s = max((u.breaker.open_s for u in settings.upstreams.values()), default=1.0)
         ctx = ApiContext(
-            service=ValidationService(validation, settings.api, open_s),
+            service=ValidationService(
+                validation, settings.api, settings.engine.max_record_bytes, open_s
+            ),
             publisher=sender,
             input_topic=settings.kafka.topics.input,
-            max_record_bytes=settings.engine.max_record_bytes,
             max_request_bytes=settings.kafka.producer_max_request_bytes,
             max_batch_items=settings.api.max_batch_items,
             request_timeout_s=settings.api.request_timeout_s,

@@ -34,7 +34,7 @@ class _Unserved:
     def _never(self) -> NoReturn:
         raise AssertionError("the OpenAPI document is built without serving requests")
 
-    async def judge_one(self, raw: bytes, event: Any) -> OutcomeDocument | ApiProblem:
+    async def judge_one(self, raw: bytes) -> OutcomeDocument | ApiProblem:
         self._never()
 
     async def judge_batch(self, events: Sequence[Any]) -> BatchResult:
@@ -52,7 +52,7 @@ def openapi_document(config: ApiConfig | None = None) -> dict[str, Any]:
     config = config or ApiConfig()
     unserved = _Unserved()
     ctx = ApiContext(
-        service=unserved, publisher=unserved, input_topic="-", max_record_bytes=0,
+        service=unserved, publisher=unserved, input_topic="-",
         max_request_bytes=0, max_batch_items=config.max_batch_items,
         request_timeout_s=config.request_timeout_s, ready=lambda: False,
     )  # fmt: skip

@@ -43,7 +43,7 @@ _HEADERS: Final = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 class Judge(Protocol):
     """What the validation routes judge with (:class:`~processor.api.service.ValidationService`)."""
 
-    async def judge_one(self, raw: bytes, event: Any) -> OutcomeDocument | ApiProblem: ...
+    async def judge_one(self, raw: bytes) -> OutcomeDocument | ApiProblem: ...
     async def judge_batch(self, events: Sequence[Any]) -> BatchResult: ...
 
 
@@ -63,7 +63,6 @@ class ApiContext:
     service: Judge
     publisher: Publisher
     input_topic: str
-    max_record_bytes: int
     max_request_bytes: int
     max_batch_items: int
     request_timeout_s: float
@@ -130,14 +129,7 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         responses=_errors(*_JUDGE_ERRORS),
     )  # fmt: skip
     async def validate(request: Request) -> Response:
-        raw = await request.body()
-        event = None
-        if len(raw) <= ctx.max_record_bytes:
-            try:
-                event = json.loads(raw)
-            except (ValueError, RecursionError):
-                event = None  # the pipeline says why (decode.failed)
-        judged = await ctx.service.judge_one(raw, event)
+        judged = await ctx.service.judge_one(await request.body())
         if isinstance(judged, ApiProblem):
             raise judged
         return JSONResponse(judged.model_dump(mode="json"))

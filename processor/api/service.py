@@ -17,6 +17,7 @@ the batch's deadline, which marks the unfinished items ``batch.deadline_exceeded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -66,20 +67,25 @@ def _item(index: int, judged: Judged) -> BatchItem:
 class ValidationService:
     """Judges events with the shared :class:`~processor.validation.Validation`."""
 
-    def __init__(self, validation: Validation, config: ApiConfig, open_s: float = 1.0) -> None:
+    def __init__(
+        self, validation: Validation, config: ApiConfig, max_record_bytes: int, open_s: float = 1.0
+    ) -> None:
         """``open_s``: the longest breaker open time, the ``Retry-After`` of a refusal."""
         self._validation = validation
         self._config = config
+        self._max_record_bytes = max_record_bytes
         self._retry_after = str(max(1, math.ceil(open_s)))
 
-    def _refusal(self, event: Any) -> ApiProblem | None:
-        """503 when an upstream this event's type needs has its breaker open."""
+    def _refusal(self, raw: bytes, event: Any) -> ApiProblem | None:
+        """503 when an upstream this event's type needs has its breaker open (``raw`` is
+        parsed for its type only then, when ``event`` is not given)."""
         breakers = self._validation.breakers
-        if not any(b.state is BreakerState.OPEN for b in breakers.values()) or not isinstance(
-            event, dict
-        ):
+        if not any(b.state is BreakerState.OPEN for b in breakers.values()):
             return None
-        rtype = event.get("type")
+        if event is None and len(raw) <= self._max_record_bytes:
+            with contextlib.suppress(ValueError, RecursionError):  # the pipeline says why
+                event = json.loads(raw)
+        rtype = event.get("type") if isinstance(event, dict) else None
         if not isinstance(rtype, str) or not self._validation.open_upstreams(rtype):
             return None
         code = ReasonCode.UPSTREAM_UNAVAILABLE.value
@@ -97,7 +103,7 @@ class ValidationService:
         ``event`` is ``raw`` parsed when the caller has it (None otherwise); it only serves
         to refuse early while a breaker is open.
         """
-        refused = self._refusal(event)
+        refused = self._refusal(raw, event)
         if refused is not None:
             return refused
         record = Record(
@@ -118,9 +124,9 @@ class ValidationService:
                       error_class=outcome.error_class)  # fmt: skip
         return problem_for(outcome)
 
-    async def judge_one(self, raw: bytes, event: Any) -> Judged:
+    async def judge_one(self, raw: bytes) -> Judged:
         """``POST /v1/validate``: one event, within ``api.request_timeout_s``."""
-        return await self.judge(raw, event, "/v1/validate", 0, self._config.request_timeout_s)
+        return await self.judge(raw, None, "/v1/validate", 0, self._config.request_timeout_s)
 
     async def judge_batch(self, events: Sequence[Any]) -> BatchResult:
         """``POST /v1/validate/batch``: every event, ``api.batch_concurrency`` at a time,
