@@ -180,9 +180,11 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
                 413, code, "the broker's client refused a record as too large"
             ) from None
         except KafkaUnavailable:
-            raise ApiProblem(503, KAFKA_UNAVAILABLE, "the broker did not acknowledge the "
-                             "records in time; some may be written", headers={"Retry-After": "1"},
-                             ) from None  # fmt: skip
+            message = ("the broker did not acknowledge the records in time (unreachable, or "
+                       "no input topic); some may be written")  # fmt: skip
+            raise ApiProblem(
+                503, KAFKA_UNAVAILABLE, message, headers={"Retry-After": "1"}
+            ) from None
         accepted = RecordsAccepted(
             topic=ctx.input_topic,
             records=[Placement(index=i, partition=p, offset=o) for i, (p, o) in enumerate(placed)],

@@ -207,3 +207,27 @@ async def test_the_api_and_the_stream_share_each_upstreams_rate_limit(
     print(f"\nsimulator: {stats['by_endpoint']}, {took_s:.1f}s")
     answered = {code for by in stats["by_endpoint"].values() for code in by}
     assert answered == {"200"}, stats["by_endpoint"]
+
+
+async def test_records_takes_one_event_or_many_and_refuses_one_too_large_for_the_producer(
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """A single event object is published (202, its partition and offset, keyed by its
+    partitionkey); a request holding an event over the producer's request size is refused
+    with 413 record.too_large and writes nothing."""
+    settings = _outage_settings(tmp_path, kafka_bootstrap, simulator_url)
+    topics = settings.kafka.topics
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    event = json.loads(structured_body(build_corpus(2, seed=1)[0]))
+    huge = {**event, "data": {"blob": "x" * settings.kafka.producer_max_request_bytes}}
+    async with serving(settings) as base, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        one = await post(http, f"{base}/v1/records", json.dumps({**event, "partitionkey": "k-1"})
+                         .encode(), JSON)  # fmt: skip
+        refused = await post(http, f"{base}/v1/records", json.dumps([event, huge]).encode(), JSON)
+        after = await post(http, f"{base}/v1/records", json.dumps([event]).encode(), JSON)
+    assert one[:2] == (202, {"topic": topics.input,
+                             "records": [{"index": 0, "partition": 0, "offset": 0}]})  # fmt: skip
+    assert refused[0] == 413
+    assert refused[1]["error"] == "record.too_large"
+    assert [d["field"] for d in refused[1]["details"]] == ["[1]"]
+    assert after[1]["records"] == [{"index": 0, "partition": 0, "offset": 1}]  # nothing between

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -61,7 +62,8 @@ async def post(
     http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     """POST ``body``; the status, the JSON answer and the headers."""
-    async with http.post(url, data=body, headers=headers or CLOUDEVENT) as resp:
+    data = io.BytesIO(body)  # aiohttp warns of large bytes bodies (they block the loop)
+    async with http.post(url, data=data, headers=headers or CLOUDEVENT) as resp:
         return resp.status, await resp.json(content_type=None), dict(resp.headers)
 
 
