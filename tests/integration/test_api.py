@@ -68,11 +68,13 @@ async def test_the_same_records_get_the_same_verdicts_through_every_front_door(
     async with running_app(settings) as app, aiohttp.ClientSession(timeout=TIMEOUT) as http:
         await wait_until(lambda: app.api_port is not None, 30, "the API listening")
         base = f"http://127.0.0.1:{app.api_port}"
-        published = await post_in_chunks(http, f"{base}/v1/records", items, 500)
+        published, one_by_one, batches = await asyncio.gather(  # the three doors at once
+            post_in_chunks(http, f"{base}/v1/records", items, 500),
+            validate_each(http, base, corpus),
+            post_in_chunks(http, f"{base}/v1/validate/batch", items, 500),
+        )
         assert [status for status, _ in published] == [202] * 4
         coords = [(p["partition"], p["offset"]) for _, body in published for p in body["records"]]
-        one_by_one = await validate_each(http, base, corpus)
-        batches = await post_in_chunks(http, f"{base}/v1/validate/batch", items, 500)
         assert [status for status, _ in batches] == [200] * 4
         in_batches = [item_verdict(item) for _, body in batches for item in body["items"]]
         assert await collector.collect(set(coords), timeout_s=60)
