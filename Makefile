@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus openssl schemas asyncapi soak-memory clean
+.PHONY: run test bench lint typecheck unit integration venv kafka-jars prometheus openssl asyncapi-parser schemas asyncapi soak-memory clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -26,12 +26,20 @@ prometheus:
 openssl:
 	bash deploy/kafka/install-openssl.sh
 
+## @asyncapi/parser (npm, from its lock) for the AsyncAPI test: installed once per lock.
+PARSER := tools/asyncapi/node_modules/.installed-stamp
+$(PARSER): tools/asyncapi/package-lock.json
+	cd tools/asyncapi && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts
+	@touch $(PARSER)
+
+asyncapi-parser: $(PARSER)
+
 ## The demo: local Kafka + upstream simulator + processor on demo records, with a summary.
 run: venv kafka-jars
 	$(BIN)/python -m devtools.demo
 
 ## Lint, type-check, then the whole test suite against a real broker.
-test: venv kafka-jars prometheus openssl lint typecheck
+test: venv kafka-jars prometheus openssl asyncapi-parser lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
@@ -41,7 +49,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv
+unit: venv asyncapi-parser
 	$(BIN)/pytest -q -m "not integration and not e2e" tests/unit tests/devtools
 
 integration: venv kafka-jars prometheus openssl
@@ -68,9 +76,9 @@ schemas: venv
 	$(BIN)/python -m processor.api.openapi --write
 
 ## Regenerate docs/asyncapi.yaml from the models and validate it with @asyncapi/parser (npm).
-asyncapi: venv
+asyncapi: venv asyncapi-parser
 	$(BIN)/python -m schemas.asyncapi --write
-	cd tools/asyncapi && npm ci --prefer-offline --no-audit --no-fund --ignore-scripts && node validate.mjs ../../docs/asyncapi.yaml
+	cd tools/asyncapi && node validate.mjs ../../docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build *.egg-info

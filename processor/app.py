@@ -228,7 +228,9 @@ class App:
                 stack.push_async_callback(server.stop)
                 self.http_port = server.port
             if s.api.enabled:  # the same upstream callers as the stream: one budget for both
-                self.api_port = await stack.enter_async_context(serving(s, validation))
+                self.api_port = await stack.enter_async_context(
+                    serving(s, validation, self.metrics)
+                )
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,

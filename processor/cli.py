@@ -55,6 +55,8 @@ from processor.cli_dlq import add_dlq_command, redrive_command
 from processor.errors import ConfigError, ProcessorError
 
 if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler (see main)
+    from processor.api.app import ApiRunner
+    from processor.app import App
     from processor.config import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -238,18 +240,27 @@ def _note_early_stop(signum: int, _frame: object) -> None:
     _EARLY_STOP.append(signum)
 
 
+#: The signals ``processor run`` answers, as :func:`install_signal_handlers` sets them up.
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, app: App | ApiRunner) -> None:
+    """SIGTERM and SIGINT drain and stop, SIGUSR1 dumps the tasks, SIGUSR2 resumes intake
+    held by the dead-letter guard (``processor serve`` has no intake: SIGUSR2 is left alone)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    if hasattr(app, "resume_intake"):
+        loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
+
+
 async def _run(settings: Settings, *, api_only: bool = False) -> int:
     from processor.api.app import ApiRunner
     from processor.app import App
 
     app = ApiRunner(settings) if api_only else App(settings)
     _tune_gc()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, app.request_stop)
-    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    if isinstance(app, App):
-        loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
+    install_signal_handlers(asyncio.get_running_loop(), app)
     if _EARLY_STOP:  # asked to stop while starting: start, then stop at once, cleanly
         app.request_stop()
     return await app.run()

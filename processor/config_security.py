@@ -52,6 +52,10 @@ class _Secret(Frozen):
         return SecretStr(value)
 
 
+#: Its public name: the API reads its key hashes and signing secret through it too.
+Secret = _Secret
+
+
 class KafkaTls(Frozen):
     """TLS towards the brokers (protocols SSL and SASL_SSL); mTLS with cert_file + key_file."""
 

@@ -112,10 +112,19 @@ class Metrics:
             ["upstream"], registry=r,
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10),
         )  # fmt: skip
+        self.api_refusals = Counter(
+            "processor_api_refusals", "Validation API responses of status >= 400, by error code "
+            "(rate_limited, auth.key_invalid, request.too_large, internal.error, ...).",
+            ["error"], registry=r,
+        )  # fmt: skip
         self.breaker_state = Gauge(
             "processor_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
             ["upstream"], registry=r,
         )  # fmt: skip
+
+    def api_refused(self, error: str) -> None:
+        """One response of the validation API with status >= 400, by its error code."""
+        self.api_refusals.labels(error).inc()
 
     def upstream(self, name: str) -> UpstreamMetrics:
         return UpstreamMetrics(self, name)

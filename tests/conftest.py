@@ -1,7 +1,9 @@
-"""Session fixtures: the real Kafka broker and the real upstream simulator."""
+"""Session fixtures: the real Kafka broker, a second one that tests may stop, and the real
+upstream simulator."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -31,6 +33,27 @@ def kafka_service(
 def kafka_bootstrap(kafka_service: tuple[str, LocalKafka | None]) -> str:
     """Bootstrap servers of a broker that answered a real request."""
     return kafka_service[0]
+
+
+@pytest.fixture(scope="session")
+def stoppable_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of the tests that stop and start their broker (outages, restarts), apart
+    from the session's so no other test sees them; started once, on first use."""
+    broker = LocalKafka(data_root=tmp_path_factory.mktemp("stoppable-kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def stoppable_broker(stoppable_kafka: LocalKafka) -> LocalKafka:
+    """:func:`stoppable_kafka`, running when the test starts (a test before may have
+    stopped it)."""
+    if stoppable_kafka.pid is None:
+        await asyncio.to_thread(stoppable_kafka.start)
+    return stoppable_kafka
 
 
 @pytest.fixture(scope="session")

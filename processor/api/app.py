@@ -1,11 +1,11 @@
 """The validation API's application and its lifetime beside (or without) the stream consumer.
 
-:func:`build_api` makes the FastAPI application: the routes of :mod:`processor.api.routes`,
-the request guards of :func:`~processor.api.protection.protect`, and one error shape for
-everything (an :class:`ApiProblem` as it is; any other exception as ``internal.error``, its
-text logged with the request id, never sent). :func:`serving` runs it on the current event
-loop over a :class:`~processor.validation.Validation` it is given: ``processor run`` passes
-the stream's own (one set of upstream callers for both front doors), ``processor serve``
+:func:`build_api` makes the FastAPI application: the routes of :mod:`processor.api.routes`
+behind the request guards of :func:`~processor.api.protection.protect`, which also answer
+every refusal in the one error shape (a route's ``ApiProblem`` as it is, any other exception
+as ``internal.error``). :func:`serving` runs it on the current event loop over a
+:class:`~processor.validation.Validation` it is given: ``processor run`` passes the stream's
+own (one set of upstream callers for both front doors), ``processor serve``
 (:class:`ApiRunner`) builds one for the API alone.
 """
 
@@ -14,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from processor import __version__
-from processor.api.errors import ApiProblem, problem_response, request_id_of
 from processor.api.protection import ApiProtection, protect
 from processor.api.routes import ApiContext, add_routes
 from processor.api.service import ValidationService
@@ -39,8 +37,12 @@ log = structlog.get_logger("processor.api")
 API_VERSION = "v1"
 
 
-def build_api(ctx: ApiContext, protection: ApiProtection) -> FastAPI:
-    """The application: routes, guards and error handlers."""
+def build_api(
+    ctx: ApiContext, protection: ApiProtection, on_refusal: Callable[[str], None] | None = None
+) -> FastAPI:
+    """The application: the routes behind the guards (which answer every refusal, the
+    routes' ``ApiProblem`` included, in the one error shape); ``on_refusal`` hears the
+    code of each."""
     api = FastAPI(
         title="record-processor validation API",
         version=API_VERSION,
@@ -49,25 +51,15 @@ def build_api(ctx: ApiContext, protection: ApiProtection) -> FastAPI:
         redoc_url=None,
     )
 
-    async def refused(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiProblem)
-        return problem_response(request, exc)
-
-    async def failed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("api.unhandled", request_id=request_id_of(request), path=request.url.path,
-                  error=repr(exc))  # fmt: skip
-        problem = ApiProblem(500, "internal.error", "the request failed (an internal error)")
-        return problem_response(request, problem)
-
-    api.add_exception_handler(ApiProblem, refused)
-    api.add_exception_handler(Exception, failed)
     add_routes(api, ctx)
-    protect(api, protection)
+    protect(api, protection, on_refusal=on_refusal)
     return api
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, validation: Validation) -> AsyncIterator[int]:
+async def serving(
+    settings: Settings, validation: Validation, metrics: Metrics
+) -> AsyncIterator[int]:
     """Serve the API over ``validation`` for the block; yields the port it listens on.
 
     Raises:
@@ -91,7 +83,7 @@ async def serving(settings: Settings, validation: Validation) -> AsyncIterator[i
         )
         api = settings.api
         server = EndpointServer(
-            build_api(ctx, api.protection), api.host, api.port, section="api",
+            build_api(ctx, api.protection, metrics.api_refused), api.host, api.port, section="api",
             what="the validation API",
         )  # fmt: skip
         await server.start()
@@ -130,7 +122,7 @@ class ApiRunner:
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
         async with make_session() as session:
             validation = build_validation(s, session, self.metrics, info)
-            async with serving(s, validation) as port:
+            async with serving(s, validation, self.metrics) as port:
                 self.port = port
                 await self._stop.wait()
         log.info("api.stopped", uptime_s=round(time.monotonic() - started, 2))

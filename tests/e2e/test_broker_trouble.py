@@ -1,4 +1,4 @@
-"""Broker trouble, against a broker of this module's own (stopped and started by the tests):
+"""Broker trouble, against the broker tests may stop (stopped and started by the tests):
 an outage told in two events, SIGTERM while the broker is down, a bootstrap address that
 never answers, an input topic created after start-up, and lag while partitions are paused."""
 
@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,23 +34,10 @@ DRAIN_TIMEOUT_S = 4.0
 AIOKAFKA_LINES_BOUND = 60
 
 
-@pytest.fixture(scope="module")
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """A broker for this module alone: its tests stop and start it."""
-    broker = LocalKafka(data_root=tmp_path_factory.mktemp("own-kafka"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 @pytest.fixture
-async def broker(own_broker: LocalKafka) -> LocalKafka:
-    """The module's broker, running when the test starts (a test before may have stopped it)."""
-    if own_broker.pid is None:
-        await asyncio.to_thread(own_broker.start)
-    return own_broker
+def broker(stoppable_broker: LocalKafka) -> LocalKafka:
+    """The broker these tests stop and start (not the session's)."""
+    return stoppable_broker
 
 
 @contextlib.asynccontextmanager

@@ -132,10 +132,13 @@ async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_ou
     await create_topics(kafka_bootstrap, topics, partitions=6)
     corpus = build_corpus(50_000, keys=60, seed=23)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
+    # static membership: each restart takes the killed member's place and partitions at
+    # once, where a new member would wait out the dead one's session (the other tests
+    # here cover dynamic membership)
     config = _with_kafka(
         write_config(tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics),
-        **FAST_FAILOVER,
-    )
+        group_instance_id="kill9-static", **FAST_FAILOVER,
+    )  # fmt: skip
     log = tmp_path / "processor.log"
     started = time.monotonic()
     try:
@@ -167,14 +170,13 @@ async def test_sigkill_at_random_moments_leaves_every_input_with_its_expected_ou
 
 
 async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
-    simulator_url: str, tmp_path: Path, cli: CliProcesses
+    stoppable_broker: LocalKafka, simulator_url: str, tmp_path: Path, cli: CliProcesses
 ) -> None:
     """A processor whose broker restarts mid-run resumes by itself, and every input gets its
     expected outcome."""
-    broker = LocalKafka(data_root=tmp_path / "kafka")
+    broker = stoppable_broker
     log = tmp_path / "processor.log"
     try:
-        await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap_servers
         topics = unique_topics("restart")
         await create_topics(bootstrap, topics, partitions=6)
@@ -215,8 +217,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
     except (AssertionError, TimeoutError) as exc:
         raise AssertionError(f"{exc}\n{tail(log)}\nbroker:\n{broker.log_tail()}") from exc
     finally:
-        await cli.reap()  # before its broker goes
-        await asyncio.to_thread(broker.stop)
+        await cli.reap()
 
     result = reconcile(corpus, coords, watch.collector.seen)
     print(
@@ -234,12 +235,15 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
     costs no input its outcome and breaks no key's order."""
     topics = unique_topics("join")
     await create_topics(kafka_bootstrap, topics, partitions=6)
+    # two thirds of the input arrive once B is in the group, so B always has work of its
+    # own, however fast A went through the first third alone
     corpus = build_corpus(12_000, keys=60, seed=31)
-    coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
+    coords = await publish_corpus(kafka_bootstrap, topics.input, corpus[:4_000])
     config = write_config(tmp_path / "processor.yaml", kafka_bootstrap, simulator_url, topics)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    expected = set(coords)
     try:
-        async with watching(kafka_bootstrap, topics, set(coords)) as watch:
+        async with watching(kafka_bootstrap, topics, expected) as watch:
             a = await cli.start(config, log_a)
             await watch.wait_read(3_000, PROGRESS_TIMEOUT_S, give_up=exited(a))
             joined_at = time.monotonic()
@@ -248,6 +252,9 @@ async def test_instance_joining_then_leaving_mid_run_loses_nothing_and_keeps_key
                 lambda: any(e["partitions"] for e in events(log_b, "intake.assigned")),
                 PROGRESS_TIMEOUT_S, "partitions for B", give_up=exited(a, b),
             )  # fmt: skip
+            later = await publish_corpus(kafka_bootstrap, topics.input, corpus[4_000:])
+            coords += later
+            expected.update(later)  # the watch reads until these have outcomes too
             # B leaves once it has itself published outcomes (on the join, A's drain of
             # everything in flight alone can produce thousands)
             await watch.wait_for(

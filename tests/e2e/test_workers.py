@@ -8,8 +8,9 @@ from pathlib import Path
 
 from devtools.corpus import build_corpus
 from devtools.reconcile import OutcomeCollector, publish_corpus, reconcile
+from devtools.stack import config_data, save_config
 from tests.support.cli_process import CliProcesses
-from tests.support.setup import create_topics, unique_topics, write_config
+from tests.support.setup import create_topics, unique_topics
 from tests.support.waiting import wait_until
 
 
@@ -22,8 +23,10 @@ async def test_two_supervised_workers_share_the_group_and_a_killed_one_is_restar
     await create_topics(kafka_bootstrap, topics, partitions=4)
     corpus = build_corpus(6_000, keys=40, seed=41)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
-    config = write_config(tmp_path / "p.yaml", kafka_bootstrap, simulator_url, topics,
-                          drain_timeout_s=10)  # fmt: skip
+    data = config_data(kafka_bootstrap, simulator_url, topics, drain_timeout_s=10)
+    # the killed worker's partitions move once its session ends: the broker's minimum
+    data["kafka"].update(session_timeout_ms=6_000, heartbeat_interval_ms=1_000)
+    config = save_config(tmp_path / "p.yaml", data)
     proc = await cli.start(config, tmp_path / "processor.log", "--workers", "2")
     await wait_until(lambda: len({e["instance"] for e in proc.events("intake.assigned")
                                   if e.get("partitions")}) == 2,

@@ -3,15 +3,20 @@ stays true, the records after them wait in Kafka, and an operator's resume lets 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from devtools.corpus import CorpusRecord, build_corpus
 from devtools.reconcile import OutcomeCollector, publish_corpus
 from processor.app import App
+from processor.cli import HANDLED_SIGNALS, install_signal_handlers
 from tests.support.setup import create_topics, running_app, settings_for, unique_topics
 from tests.support.waiting import wait_until
 
@@ -33,12 +38,14 @@ def _status(app: App) -> dict[str, Any]:
     return app.status.status()
 
 
+@pytest.mark.parametrize("resume_by", ["http", "sigusr2"])
 async def test_a_run_of_dead_letters_holds_intake_until_an_operator_resumes(
-    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path, resume_by: str
 ) -> None:
     """Past 40 outcomes with over half dead letters the guard trips: intake pauses with
-    later records still in Kafka, /readyz stays 200, the gauge is 1; POST /guard/resume
-    lets the rest through, each with its one expected outcome."""
+    later records still in Kafka, /readyz stays 200, the gauge is 1; POST /guard/resume,
+    or SIGUSR2 to the process as `processor run` handles it, lets the rest through, each
+    with its one expected outcome."""
     topics = unique_topics("guard")
     await create_topics(kafka_bootstrap, topics, partitions=1)
     good = [r for r in build_corpus(400, seed=5) if r.expected_topic == "valid"][:GOOD]
@@ -71,8 +78,18 @@ async def test_a_run_of_dead_letters_holds_intake_until_an_operator_resumes(
         async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
             async with session.get(f"{url}/readyz") as ready:
                 assert ready.status == 200
-            async with session.post(f"{url}/guard/resume") as resumed:
-                assert (await resumed.json())["resumed"] is True
+            if resume_by == "http":
+                async with session.post(f"{url}/guard/resume") as resumed:
+                    assert (await resumed.json())["resumed"] is True
+        if resume_by == "sigusr2":
+            loop = asyncio.get_running_loop()
+            install_signal_handlers(loop, app)
+            try:
+                os.kill(os.getpid(), signal.SIGUSR2)
+                await wait_until(lambda: not app.guard or not app.guard.tripped, 10, "resume")
+            finally:
+                for sig in HANDLED_SIGNALS:
+                    loop.remove_signal_handler(sig)
         collector = OutcomeCollector(kafka_bootstrap, topics)
         assert await collector.collect(set(coords), 60)
         assert _metric(app, "processor_dead_letter_guard_tripped") == 0

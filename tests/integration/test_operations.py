@@ -89,37 +89,35 @@ async def test_endpoints_answer_from_a_live_run(
                          "partitions": [(topics.input, p) for p in range(3)]}]  # fmt: skip
 
 
-async def test_readyz_follows_the_broker_going_away_and_coming_back(tmp_path: Path) -> None:
+async def test_readyz_follows_the_broker_going_away_and_coming_back(
+    stoppable_broker: LocalKafka, tmp_path: Path
+) -> None:
     """With its broker stopped, /readyz turns 503 within the configured check time while
     /livez stays 200 (no restart for a broker outage), and 200 again once it is back."""
-    broker = LocalKafka(data_root=tmp_path / "kafka")
-    await asyncio.to_thread(broker.start)
-    try:
-        topics = unique_topics("readyz")
-        await create_topics(broker.bootstrap_servers, topics, partitions=1)
-        with simulator_process() as url:
-            settings = settings_for(tmp_path, broker.bootstrap_servers, url, topics)
-            probe = settings.endpoint
-            interval = probe.broker_check_interval_s + probe.broker_check_timeout_s
-            async with running_app(settings) as app:
-                await wait_until(lambda: app.ready, timeout_s=30, what="ready at first")
-                port = app.http_port
-                assert port is not None
-                await asyncio.to_thread(broker.stop)
-                loop = asyncio.get_running_loop()
-                stopped_at = loop.time()
-                await wait_until(lambda: not app.ready, timeout_s=interval + 5, what="unready")
-                unready_after = loop.time() - stopped_at
-                assert (await _get(port, "/readyz")).status_code == 503
-                body = (await _get(port, "/readyz")).json()
-                assert body["broker_reachable"] is False
-                assert (await _get(port, "/livez")).status_code == 200
-                await asyncio.to_thread(broker.start)
-                await wait_until(lambda: app.ready, timeout_s=60, what="ready again")
-                assert (await _get(port, "/readyz")).status_code == 200
-        print(f"\n/readyz unready {unready_after:.1f}s after the broker stopped")
-    finally:
-        await asyncio.to_thread(broker.stop)
+    broker = stoppable_broker
+    topics = unique_topics("readyz")
+    await create_topics(broker.bootstrap_servers, topics, partitions=1)
+    with simulator_process() as url:
+        settings = settings_for(tmp_path, broker.bootstrap_servers, url, topics)
+        probe = settings.endpoint
+        interval = probe.broker_check_interval_s + probe.broker_check_timeout_s
+        async with running_app(settings) as app:
+            await wait_until(lambda: app.ready, timeout_s=30, what="ready at first")
+            port = app.http_port
+            assert port is not None
+            await asyncio.to_thread(broker.stop)
+            loop = asyncio.get_running_loop()
+            stopped_at = loop.time()
+            await wait_until(lambda: not app.ready, timeout_s=interval + 5, what="unready")
+            unready_after = loop.time() - stopped_at
+            assert (await _get(port, "/readyz")).status_code == 503
+            body = (await _get(port, "/readyz")).json()
+            assert body["broker_reachable"] is False
+            assert (await _get(port, "/livez")).status_code == 200
+            await asyncio.to_thread(broker.start)
+            await wait_until(lambda: app.ready, timeout_s=60, what="ready again")
+            assert (await _get(port, "/readyz")).status_code == 200
+    print(f"\n/readyz unready {unready_after:.1f}s after the broker stopped")
 
 
 async def test_a_standby_member_without_partitions_is_ready(

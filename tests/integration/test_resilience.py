@@ -62,17 +62,19 @@ async def run_to_completion(
 
 
 RATE = 100
+#: Long enough for the breakers to open, half-open and open again (open_s is 2 s).
+OUTAGE_S = 10
 
 
 async def test_rate_limit_is_used_to_within_five_percent_without_a_single_429(
     kafka_bootstrap: str, simulator_url: str, tmp_path: Path
 ) -> None:
     """With the e-mail API limited to 100 requests/s and the processor set to 100/s, a
-    6,000-record run never gets a 429 and calls it at 100/s within 5%. (At 200/s this
+    3,000-record run never gets a 429 and calls it at 100/s within 5%. (At 200/s this
     2-core machine ran out of CPU before the limit: 119-156 requests/s on some days.)"""
     topics = unique_topics("rate")
     await create_topics(kafka_bootstrap, topics, partitions=4)
-    corpus = build_corpus(6_000, keys=40, seed=21)
+    corpus = build_corpus(3_000, keys=40, seed=21)
     # burst 10 = 100 ms of slack: the simulator stamps arrivals when its loop gets to them
     with simulator("--rate-limit-rps", str(RATE), "--rate-limit-burst", "10") as limited:
         settings = settings_for(
@@ -131,7 +133,7 @@ async def test_flaky_upstream_with_errors_and_timeouts_dead_letters_nothing(
 async def test_outage_pauses_intake_and_dead_letters_nothing(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    """An upstream fully down for 20 s mid-run dead-letters nothing: its records wait with
+    """An upstream fully down for 10 s mid-run dead-letters nothing: its records wait with
     their partitions paused and in-flight bounded, and all end with their true outcome."""
     topics = unique_topics("outage")
     await create_topics(kafka_bootstrap, topics, partitions=4)
@@ -149,9 +151,9 @@ async def test_outage_pauses_intake_and_dead_letters_nothing(
                 lambda: metric(app, "processor_outcomes_total", topic="valid", reason="ok") >= 500,
                 timeout_s=120, what="500 valid outcomes",
             )  # fmt: skip
-            await sim.control(outage_for_s=20)
+            await sim.control(outage_for_s=OUTAGE_S)
             loop = asyncio.get_running_loop()
-            end = loop.time() + 20
+            end = loop.time() + OUTAGE_S
             while loop.time() < end:
                 seen["blocked"] = max(seen["blocked"], metric(app, "processor_blocked_partitions"))
                 seen["paused"] = max(seen["paused"], metric(app, "processor_paused_partitions"))

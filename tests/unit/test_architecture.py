@@ -24,10 +24,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
     ("processor.config_base",),  # frozen sections, one-line-per-problem errors
-    # the validation API's interface: its one error shape, its guards and their config
-    ("processor.api", "processor.api.errors", "processor.api.protection"),
-    ("processor.config_security", "processor.config_upstream",
-     "processor.config_api"),  # sections of their own
+    ("processor.config_security", "processor.config_upstream"),  # sections of their own
+    # the validation API's guards (api.protection, embedded by the config): the error shape,
+    # then the request context, the guards, the step that joins two, and their installer
+    ("processor.api", "processor.api.errors"),
+    ("processor.api.context",),
+    ("processor.api.limits", "processor.api.auth", "processor.api.signing",
+     "processor.api.ratelimit", "processor.api.idempotency"),
+    ("processor.api.access",),
+    ("processor.api.protection",),
+    ("processor.config_api",),  # the api: section around api.protection
     ("processor.config",),
     ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
