@@ -115,9 +115,10 @@ async def test_an_upstream_outage_is_the_documented_error_shape_without_internal
             refused_in_s = time.monotonic() - started
     finally:
         await sim.close()
-    for status_, body_, _ in [*answers, (status, body, headers)]:
+    for status_, body_, headers_ in [*answers, (status, body, headers)]:
         assert status_ == 503
         assert set(body_) == {"error", "message", "details", "request_id"}
+        assert body_["request_id"] == headers_["X-Request-ID"]
         assert body_["error"] == "upstream.unavailable"
         text = json.dumps(body_)
         for leak in (sim.url, "127.0.0.1", "Traceback", "Upstream", "outage", "http"):
