@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from processor.api.routes import ApiContext, add_routes
 from processor.api.service import ValidationService
 from processor.config import Settings
 from processor.endpoint import EndpointServer
+from processor.endpoint import build_api as build_endpoint
 from processor.kafka import RecordSender
 from processor.metrics import Metrics
 from processor.upstream import make_session
@@ -96,8 +98,32 @@ async def serving(
         await sender.stop()
 
 
+class _ServeStatus:
+    """What the operations endpoint reports for ``processor serve``: no consumer, so live and
+    ready once serving; ``/status`` names the upstreams' breakers."""
+
+    def __init__(self, instance_id: str, validation: Validation) -> None:
+        self._instance_id = instance_id
+        self._validation = validation
+
+    def liveness(self) -> dict[str, bool]:
+        return {"live": True}
+
+    def readiness(self) -> dict[str, bool]:
+        return {"ready": True}
+
+    def status(self) -> dict[str, Any]:
+        breakers = {n: b.state.value for n, b in sorted(self._validation.breakers.items())}
+        return {"instance": self._instance_id, "mode": "serve", "breakers": breakers}
+
+    def resume_guard(self, by: str) -> dict[str, Any]:
+        return {"resumed": False, "reason": "processor serve has no intake to resume"}
+
+
 class ApiRunner:
-    """``processor serve``: the validation API alone, until :meth:`request_stop`."""
+    """``processor serve``: the validation API alone, until :meth:`request_stop`; with
+    ``endpoint.enabled`` also the operations endpoint (``/metrics``: the upstream calls and
+    the API's refusals; ``/status``: the breakers)."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -105,6 +131,8 @@ class ApiRunner:
         self._stop = asyncio.Event()
         #: The port the API listens on (known once it is bound).
         self.port: int | None = None
+        #: The port of the operations endpoint (``endpoint.enabled``; once it is bound).
+        self.http_port: int | None = None
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -120,10 +148,17 @@ class ApiRunner:
         started = time.monotonic()
         structlog.contextvars.bind_contextvars(instance=s.instance_id)
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
-        async with make_session() as session:
+        async with make_session() as session, contextlib.AsyncExitStack() as stack:
             validation = build_validation(s, session, self.metrics, info)
-            async with serving(s, validation, self.metrics) as port:
-                self.port = port
-                await self._stop.wait()
+            if s.endpoint.enabled:
+                status = _ServeStatus(s.instance_id, validation)
+                ops = EndpointServer(
+                    build_endpoint(status, self.metrics.registry), s.endpoint.host, s.endpoint.port
+                )
+                await ops.start()
+                stack.push_async_callback(ops.stop)
+                self.http_port = ops.port
+            self.port = await stack.enter_async_context(serving(s, validation, self.metrics))
+            await self._stop.wait()
         log.info("api.stopped", uptime_s=round(time.monotonic() - started, 2))
         return 0

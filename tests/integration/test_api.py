@@ -40,14 +40,15 @@ def _with_api(settings: Settings, **api: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[str]:
-    """``processor serve`` in this event loop; yields the API's base URL, stops it on exit."""
+async def serving(settings: Settings) -> AsyncIterator[tuple[str, ApiRunner]]:
+    """``processor serve`` in this event loop; yields the API's base URL and the runner,
+    stops it on exit."""
     runner = ApiRunner(settings)
     task = asyncio.create_task(runner.run())
     try:
         await wait_until(lambda: runner.port is not None or task.done(), 30, "the API listening")
         assert runner.port is not None, task
-        yield f"http://127.0.0.1:{runner.port}"
+        yield f"http://127.0.0.1:{runner.port}", runner
     finally:
         runner.request_stop()
         assert await asyncio.wait_for(task, 30) == 0
@@ -107,7 +108,10 @@ async def test_an_upstream_outage_is_the_documented_error_shape_without_internal
     record = next(r for r in build_corpus(50, seed=3) if r.label == "customer.v1.valid.structured")
     try:
         settings = _outage_settings(tmp_path, kafka_bootstrap, sim.url)
-        async with serving(settings) as base, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with (
+            serving(settings) as (base, _runner),
+            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+        ):
             answers = [await post(http, f"{base}/v1/validate", record.value or b"")
                        for _ in range(2)]  # fmt: skip
             started = time.monotonic()
@@ -139,7 +143,10 @@ async def test_a_batch_answers_at_its_deadline_and_marks_the_unfinished_items(
     unknown = next(r for r in corpus if r.label == "type.unknown")
     try:
         settings = _outage_settings(tmp_path, kafka_bootstrap, sim.url, batch_deadline_s=1.0)
-        async with serving(settings) as base, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        async with (
+            serving(settings) as (base, _runner),
+            aiohttp.ClientSession(timeout=TIMEOUT) as http,
+        ):
             body = json.dumps([batch_item(slow), batch_item(unknown), "not an event"]).encode()
             started = time.monotonic()
             status, result, _ = await post(http, f"{base}/v1/validate/batch", body, JSON)
@@ -159,21 +166,25 @@ async def test_a_batch_body_that_is_not_an_array_of_allowed_size_is_refused(
     kafka_bootstrap: str, simulator_url: str, tmp_path: Path
 ) -> None:
     """A batch that is not a JSON array, is empty or holds more than api.max_batch_items
-    events is refused with 422 request.invalid, and the probes answer 200."""
+    events is refused with 422 request.invalid (counted in /metrics of the operations
+    endpoint `processor serve` runs beside), and the probes answer 200."""
     settings = _outage_settings(tmp_path, kafka_bootstrap, simulator_url, max_batch_items=2)
     event = structured_body(build_corpus(2, seed=1)[0])
-    async with serving(settings) as base, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+    async with serving(settings) as (base, runner), aiohttp.ClientSession(timeout=TIMEOUT) as http:
         answers = [
             await post(http, f"{base}/v1/validate/batch", body, JSON)
             for body in (event, b"[]", b"[" + b",".join([event] * 3) + b"]", b"[1,")
         ]
         async with http.get(f"{base}/healthz") as live, http.get(f"{base}/readyz") as ready:
             probes = (live.status, await live.json(), ready.status, await ready.json())
+        async with http.get(f"http://127.0.0.1:{runner.http_port}/metrics") as scraped:
+            metrics = await scraped.text()
     details = [body["details"][0]["code"] for _, body, _ in answers]
     assert [status for status, _, _ in answers] == [422] * 4
     assert {body["error"] for _, body, _ in answers} == {"request.invalid"}
     assert details == ["body.not_an_array", "events.none", "events.too_many", "body.not_json"]
     assert probes == (200, {"live": True}, 200, {"ready": True, "accepting_records": True})
+    assert 'processor_api_refusals_total{error="request.invalid"} 4.0' in metrics
 
 
 async def test_the_api_and_the_stream_share_each_upstreams_rate_limit(
@@ -223,7 +234,7 @@ async def test_records_takes_one_event_or_many_and_refuses_one_too_large_for_the
     await create_topics(kafka_bootstrap, topics, partitions=1)
     event = json.loads(structured_body(build_corpus(2, seed=1)[0]))
     huge = {**event, "data": {"blob": "x" * settings.kafka.producer_max_request_bytes}}
-    async with serving(settings) as base, aiohttp.ClientSession(timeout=TIMEOUT) as http:
+    async with serving(settings) as (base, _runner), aiohttp.ClientSession(timeout=TIMEOUT) as http:
         one = await post(http, f"{base}/v1/records", json.dumps({**event, "partitionkey": "k-1"})
                          .encode(), JSON)  # fmt: skip
         refused = await post(http, f"{base}/v1/records", json.dumps([event, huge]).encode(), JSON)
