@@ -8,10 +8,10 @@ are the ``protection`` subsection (:mod:`processor.api.protection`).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from processor.api.protection import ApiProtection
-from processor.config_base import Frozen
+from processor.config_base import Frozen, Problem, invalid
 
 
 class ApiConfig(Frozen):
@@ -38,3 +38,18 @@ class ApiConfig(Frozen):
         description="one /v1/validate, and the broker's acknowledgement of /v1/records",
     )  # fmt: skip
     protection: ApiProtection = ApiProtection()
+
+    @model_validator(mode="after")
+    def _deadlines_inside_the_guard(self) -> ApiConfig:
+        """A batch must answer before the guards' ``timeout_s`` cuts the request off (504 and
+        every finished item lost), and so must one validation."""
+        problems: list[Problem] = [
+            ((name,), f"must be below protection.timeout_s ({value:g} >= "
+                      f"{self.protection.timeout_s:g})")
+            for name, value in (("batch_deadline_s", self.batch_deadline_s),
+                                ("request_timeout_s", self.request_timeout_s))
+            if value >= self.protection.timeout_s
+        ]  # fmt: skip
+        if problems:
+            raise invalid("ApiConfig", problems)
+        return self
