@@ -157,8 +157,8 @@ def add_routes(api: FastAPI, ctx: ApiContext) -> None:
         summary="Publish events to the input topic; 202 once the broker acknowledged them all",
         description="One event object or a JSON array of them, written as structured-mode "
         "records (idempotent producer, acks=all) keyed by their partitionkey extension; the "
-        "stream processor then judges them. A 503 may follow a partial write: resend with the "
-        "same Idempotency-Key.",
+        "stream processor then judges them. A 503 may follow a partial write: a retry may "
+        "write some events twice (each is judged again; its CloudEvent id tells them apart).",
         responses=_errors(REQUEST_INVALID, ReasonCode.RECORD_TOO_LARGE, KAFKA_UNAVAILABLE),
     )  # fmt: skip
     async def records(request: Request) -> Response:
