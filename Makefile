@@ -70,9 +70,10 @@ bench: venv kafka-jars $(BENCH_STAMP)
 soak-memory: venv kafka-jars
 	$(BIN)/python -m devtools.soak_memory
 
-## Re-record the JSON Schema snapshots after a deliberate schema change.
+## Re-record the JSON Schema snapshots and the API's OpenAPI snapshot after a deliberate change.
 schemas: venv
 	$(BIN)/python -m schemas.export --write
+	$(BIN)/python -m processor.api.openapi --write
 
 ## Regenerate docs/asyncapi.yaml from the models and validate it with @asyncapi/parser (npm).
 asyncapi: venv asyncapi-parser

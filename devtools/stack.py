@@ -80,8 +80,8 @@ def config_data(
 ) -> dict[str, Any]:
     """The example config as a dict, pointed at this run.
 
-    The consumer group is ``group-<input topic>``; the operations endpoint takes any free
-    port (instances run side by side); ``engine`` keys override the engine section and
+    The consumer group is ``group-<input topic>``; the operations endpoint and the API take
+    any free port (instances run side by side); ``engine`` keys override the engine section and
     ``upstreams`` overrides keys per upstream (``{"email": {"rate_limit_rps": 200}}``).
     """
     data: dict[str, Any] = yaml.safe_load(EXAMPLE_CONFIG.read_text())
@@ -91,6 +91,7 @@ def config_data(
     data["engine"].update(engine)
     data["logging"] = {"level": log_level, "format": "json"}
     data["endpoint"]["port"] = 0
+    data.setdefault("api", {})["port"] = 0
     for name, upstream in data["upstreams"].items():
         upstream["base_url"] = simulator_url
         upstream.update((upstreams or {}).get(name, {}))

@@ -1,7 +1,9 @@
 """The composition root: the only place that constructs clients and wires the service.
 
-:class:`App` builds the HTTP session, upstream clients, checks, pipeline, Kafka clients,
-engine, intake, watchdog, status and operations endpoint from
+:class:`App` builds the HTTP session, the pipeline over its upstream clients
+(:func:`~processor.validation.build_validation`), Kafka clients, engine, intake, watchdog,
+status, operations endpoint and, with ``api.enabled``, the validation API (on the same
+pipeline and upstream callers) from
 :class:`~processor.config.Settings`, and runs them. It keeps no state of its own: outcome
 counts, readiness and ``/status`` live in :mod:`processor.status`, commit state in the
 engine. Everything started is registered on one ``AsyncExitStack``, so whatever fails
@@ -29,7 +31,7 @@ from typing import Any
 import structlog
 
 from processor import __version__, tracing
-from processor.checks import Check
+from processor.api.app import serving
 from processor.config import Settings
 from processor.endpoint import EndpointServer, build_api
 from processor.engine import Engine
@@ -45,15 +47,10 @@ from processor.kafka import (
 )
 from processor.metrics import Metrics
 from processor.outcomes import OutcomePublisher
-from processor.pipeline import Pipeline
 from processor.status import OutcomeCounts, Status
 from processor.transactions import TransactionalCommits
-from processor.upstream import Session, UpstreamClient, make_session
-from processor.upstream.breaker import CircuitBreaker
-from processor.upstream.cache import ResponseCache
-from processor.upstream.limiter import TokenBucket
-from processor.upstream.resilient import ResilientCaller
-from processor.waits import ActivityBoard, WaitBoard
+from processor.upstream import make_session
+from processor.validation import build_validation
 from processor.watchdog import Watchdog
 from schemas.outcomes import ProcessorInfo
 
@@ -127,6 +124,8 @@ class App:
         self.guard: DeadLetterGuard | None = None
         #: The port the operations endpoint listens on (known once it is bound).
         self.http_port: int | None = None
+        #: The port the validation API listens on (``api.enabled``; known once it is bound).
+        self.api_port: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -142,40 +141,6 @@ class App:
         """Begin a graceful shutdown (signal handlers call this)."""
         self._stop.set()
 
-    def _callers(self, session: Session, board: WaitBoard) -> dict[str, ResilientCaller]:
-        callers = {}
-        for name, cfg in self.settings.upstreams.items():
-            observer = self.metrics.upstream(name)
-            callers[name] = ResilientCaller(
-                UpstreamClient(name, cfg, session),
-                retry=cfg.retry,
-                max_concurrency=cfg.max_concurrency,
-                breaker=CircuitBreaker(
-                    name, cfg.breaker, board, on_change=observer.breaker_changed
-                ),
-                limiter=TokenBucket(cfg.rate_limit_rps, cfg.rate_limit_burst),
-                cache=ResponseCache(cfg.cache.ttl_s, cfg.cache.max_entries),
-                observer=observer,
-            )
-        return callers
-
-    def _checks(
-        self, session: Session, board: WaitBoard, activity: ActivityBoard
-    ) -> dict[str, list[Check]]:
-        clients = self._callers(session, board)
-        return {
-            rtype: [
-                Check(
-                    c,
-                    clients[c.upstream],
-                    activity,
-                    self.metrics.check_seconds.labels(c.name).observe,
-                )
-                for c in cfgs
-            ]
-            for rtype, cfgs in self.settings.checks.items()
-        }
-
     async def run(self) -> int:
         """Run until :meth:`request_stop` or a fatal error; return the exit code.
 
@@ -187,19 +152,13 @@ class App:
         started = time.monotonic()
         structlog.contextvars.bind_contextvars(instance=s.instance_id)  # on every line we log
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
-        board, activity = WaitBoard(), ActivityBoard()
         async with contextlib.AsyncExitStack() as stack:
             if s.tracing.enabled:
                 tracing.install(s.name, s.instance_id, self._span_exporter)
                 stack.push_async_callback(asyncio.to_thread, tracing.uninstall)
             session = await stack.enter_async_context(make_session())
-            pipeline = Pipeline(
-                record_types=s.types,
-                checks=self._checks(session, board, activity),
-                validation=s.validation,
-                max_record_bytes=s.engine.max_record_bytes,
-                processor=info,
-            )
+            validation = build_validation(s, session, self.metrics, info)
+            pipeline, board, activity = validation.pipeline, validation.board, validation.activity
             kafka = KafkaClients(
                 s.kafka,
                 max_partition_fetch_bytes=max(1_048_576, s.engine.max_record_bytes * 4),
@@ -268,6 +227,10 @@ class App:
                 await server.start()
                 stack.push_async_callback(server.stop)
                 self.http_port = server.port
+            if s.api.enabled:  # the same upstream callers as the stream: one budget for both
+                self.api_port = await stack.enter_async_context(
+                    serving(s, validation, self.metrics)
+                )
             intake.subscribe()
             log.info(
                 "processor.started", version=__version__, instance=s.instance_id,

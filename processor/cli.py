@@ -4,6 +4,7 @@ Commands::
 
     processor run --config FILE [--workers N|auto]   run until SIGTERM/SIGINT (graceful)
     processor run --no-config                        run on defaults and the environment alone
+    processor serve --config FILE                    the validation API alone (api: section)
     processor check-config --config FILE             validate; print the effective config (YAML)
     processor topics create --config FILE [--partitions N] [--replication-factor N]
                             [--topic-config KEY=VALUE ...]
@@ -54,6 +55,7 @@ from processor.cli_dlq import add_dlq_command, redrive_command
 from processor.errors import ConfigError, ProcessorError
 
 if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler (see main)
+    from processor.api.app import ApiRunner
     from processor.app import App
     from processor.config import Settings
 
@@ -108,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes in the group: a number or 'auto' (CPUs)",
     )
     run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    serve = command(
+        "serve", "Serve the validation API alone until SIGTERM/SIGINT",
+        "/v1/validate, /v1/validate/batch and /v1/records on api.host:api.port; `run` serves "
+        "it beside the stream consumer when api.enabled is true.",
+    )  # fmt: skip
     check = command(
         "check-config", "Validate the config and print the effective config as YAML",
         "Secrets are masked. Every problem is printed, one line per key, and the exit code is 2.",
@@ -153,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--type", default=None, metavar="T", help="only this record type")
     schemas.add_argument("--write", action="store_true", help="store the current schemas")
     add_dlq_command(command)
-    for p in (check, topics, produce, schemas):
+    for p in (serve, check, topics, produce, schemas):
         p.add_argument("--config", type=Path, metavar="FILE", help=config_help)
     return parser
 
@@ -182,9 +189,12 @@ def _as_worker(settings: Settings, index: int) -> Settings:
     endpoint = settings.endpoint
     if endpoint.port:
         endpoint = endpoint.model_copy(update={"port": endpoint.port + index})
+    api = settings.api
+    if api.port:
+        api = api.model_copy(update={"port": api.port + index})
     return settings.model_copy(
         update={"instance_id": f"{settings.instance_id}-w{index}", "kafka": kafka,
-                "endpoint": endpoint}
+                "endpoint": endpoint, "api": api}
     )  # fmt: skip
 
 
@@ -234,19 +244,21 @@ def _note_early_stop(signum: int, _frame: object) -> None:
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def install_signal_handlers(loop: asyncio.AbstractEventLoop, app: App) -> None:
+def install_signal_handlers(loop: asyncio.AbstractEventLoop, app: App | ApiRunner) -> None:
     """SIGTERM and SIGINT drain and stop, SIGUSR1 dumps the tasks, SIGUSR2 resumes intake
-    held by the dead-letter guard."""
+    held by the dead-letter guard (``processor serve`` has no intake: SIGUSR2 is left alone)."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
+    if hasattr(app, "resume_intake"):
+        loop.add_signal_handler(signal.SIGUSR2, app.resume_intake)
 
 
-async def _run(settings: Settings) -> int:
+async def _run(settings: Settings, *, api_only: bool = False) -> int:
+    from processor.api.app import ApiRunner
     from processor.app import App
 
-    app = App(settings)
+    app = ApiRunner(settings) if api_only else App(settings)
     _tune_gc()
     install_signal_handlers(asyncio.get_running_loop(), app)
     if _EARLY_STOP:  # asked to stop while starting: start, then stop at once, cleanly
@@ -435,7 +447,7 @@ def _command(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         workers = _workers(args.workers) if args.command == "run" else 1
         topic_overrides = _topic_overrides(args) if args.command == "topics" else {}
-        if args.command in ("run", "check-config"):
+        if args.command in ("run", "serve", "check-config"):
             from processor.custom_checks import load_custom_checks
 
             load_custom_checks(settings.checks)  # user code imports now, or exit 2
@@ -461,6 +473,8 @@ def _command(args: argparse.Namespace) -> int:
             return asyncio.run(_produce(settings, args.topic, args.key_field))
         if args.command == "dlq":
             return asyncio.run(redrive_command(settings, args, _print))
+        if args.command == "serve":
+            return asyncio.run(_run(settings, api_only=True))
         if args.worker_index is not None:
             settings = _as_worker(settings, args.worker_index)
         elif workers > 1:

@@ -31,6 +31,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processor.checkplan import CheckConfig
+from processor.config_api import ApiConfig
 from processor.config_base import Frozen as _Frozen
 from processor.config_base import Problem
 from processor.config_base import invalid as _invalid
@@ -48,6 +49,7 @@ from processor.record_types import RecordType, RecordTypes
 from processor.topic_settings import TopicRole, TopicSettings
 
 __all__ = [
+    "ApiConfig",
     "AuthConfig",
     "BreakerConfig",
     "CacheConfig",
@@ -250,6 +252,7 @@ class Settings(BaseSettings):
     tracing: TracingConfig = TracingConfig()
     logging: LoggingConfig = LoggingConfig()
     endpoint: EndpointConfig = EndpointConfig()
+    api: ApiConfig = ApiConfig()
     _types: RecordTypes = PrivateAttr(default_factory=RecordTypes)
 
     @property

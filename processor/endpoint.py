@@ -131,7 +131,11 @@ class _InLoopServer(uvicorn.Server):
 class EndpointServer:
     """Runs the API as a task of the current event loop."""
 
-    def __init__(self, api: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self, api: FastAPI, host: str, port: int, section: str = "endpoint",
+        what: str = "the operations endpoint",
+    ) -> None:  # fmt: skip
+        """``section`` and ``what`` name the config section and the server in errors."""
         config = uvicorn.Config(
             api, host=host, port=port, log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT_S),
@@ -139,6 +143,7 @@ class EndpointServer:
         self._server = _InLoopServer(config)
         self._task: asyncio.Task[None] | None = None
         self._host = host
+        self._section, self._what = section, what
         self.port = port
 
     async def _bind(self) -> socket.socket:
@@ -148,8 +153,9 @@ class EndpointServer:
             sock = socket.create_server((self._host, self.port), family=family)
         except OSError as exc:
             raise EndpointError(
-                f"the operations endpoint cannot listen on {self._host}:{self.port}: "
-                f"{exc.strerror or exc} (set endpoint.port, or endpoint.enabled: false)"
+                f"{self._what} cannot listen on {self._host}:{self.port}: "
+                f"{exc.strerror or exc} (set {self._section}.port, or {self._section}.enabled: "
+                "false)"
             ) from exc
         sock.setblocking(False)
         return sock
@@ -167,14 +173,14 @@ class EndpointServer:
             async with asyncio.timeout(STARTUP_TIMEOUT_S):
                 while not self._server.started:
                     if self._task.done():
-                        raise EndpointError("the operations endpoint stopped while starting")
+                        raise EndpointError(f"{self._what} stopped while starting")
                     await asyncio.sleep(0.01)  # uvicorn offers no started event to wait on
         except (TimeoutError, EndpointError) as exc:
             await self.stop()
             sock.close()  # the server owns (and closes) the socket only once it serves
             if isinstance(exc, EndpointError):
                 raise
-            raise EndpointError("the operations endpoint did not start in time") from exc
+            raise EndpointError(f"{self._what} did not start in time") from exc
 
     async def stop(self) -> None:
         if self._task is None:

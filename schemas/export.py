@@ -24,6 +24,7 @@ from schemas.records import RECORD_TYPES
 __all__ = [
     "SNAPSHOT_DIR",
     "all_models",
+    "changed",
     "check_snapshots",
     "export_json_schemas",
     "main",
@@ -86,20 +87,26 @@ def check_snapshots(directory: Path = SNAPSHOT_DIR) -> list[str]:
             continue
         current = path.read_text(encoding="utf-8")
         if current != text:
-            diff = list(
-                difflib.unified_diff(
-                    current.splitlines(),
-                    text.splitlines(),
-                    f"{name} (committed)",
-                    f"{name} (models)",
-                    lineterm="",
-                )
-            )
-            shown = "\n".join(diff[:_DIFF_LINES_SHOWN])
-            more = len(diff) - _DIFF_LINES_SHOWN
-            tail = f"\n... {more} more diff lines" if more > 0 else ""
-            problems.append(f"changed: {path}\n{shown}{tail}")
+            problems.append(changed(path, current, text, "models"))
     return problems
+
+
+def changed(path: Path, committed: str, expected: str, source: str) -> str:
+    """``changed: <path>`` and the start of a unified diff from the committed text to the
+    text ``source`` (the models, say) generates."""
+    diff = list(
+        difflib.unified_diff(
+            committed.splitlines(),
+            expected.splitlines(),
+            f"{path.name} (committed)",
+            f"{path.name} ({source})",
+            lineterm="",
+        )
+    )
+    shown = "\n".join(diff[:_DIFF_LINES_SHOWN])
+    more = len(diff) - _DIFF_LINES_SHOWN
+    tail = f"\n... {more} more diff lines" if more > 0 else ""
+    return f"changed: {path}\n{shown}{tail}"
 
 
 def write_snapshots(directory: Path = SNAPSHOT_DIR) -> list[Path]:

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from rich.console import Console
 
+from devtools.bench.api_load import api_row
 from devtools.bench.kafka_io import (
     CommittedCounter,
     OutcomeCounter,
@@ -69,6 +70,7 @@ class Sizes:
     scale: int = 40_000
     memory: int = 1_000_000
     memory_s: float = 30.0
+    api: int = 10_000
 
     def scaled(self, factor: float) -> Sizes:
         return Sizes(*(type(v)(v * factor) for v in asdict(self).values()))
@@ -357,6 +359,20 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
 
     if wanted("memory"):
         results.append(await _memory(bench, sizes))
+
+    if wanted("api"):
+        console.print(f"[bold]api[/]: /v1/validate/batch, e-mail check at {UPSTREAM_LATENCY_MS:g} "
+                      f"ms, limit {RATE_LIMIT_RPS:g}/s; single /v1/validate meanwhile")  # fmt: skip
+        records = bench_records(sizes.api + 1_500, seed=29)  # then single calls, warm-up
+        config = bench.config("api", bench.topics("api"), checks=True,
+                              rate_limit_rps=RATE_LIMIT_RPS)  # fmt: skip
+        results.append(await api_row(
+            bench, config, lambda c: [sys.executable, "-m", "processor.cli", "serve", "--config",
+                                      str(c)],
+            records[: sizes.api], records[sizes.api : -500], records[-500:],
+            rate_limit_rps=RATE_LIMIT_RPS,
+            latency_ms=UPSTREAM_LATENCY_MS,
+        ))  # fmt: skip
     return results
 
 

@@ -230,6 +230,30 @@ class RecordSender:
         except (KafkaError, TimeoutError) as exc:
             raise KafkaUnavailable(f"a record was not acknowledged: {exc!r}") from exc
 
+    async def publish(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+        timeout_s: float,
+    ) -> list[tuple[int, int]]:  # fmt: skip
+        """Send ``(key, value, headers)`` records and wait for every acknowledgement.
+
+        Returns:
+            Each record's ``(partition, offset)``, in order.
+
+        Raises:
+            RecordRejected: The producer refused a record as it is (too large).
+            KafkaUnavailable: Not all acknowledged within ``timeout_s`` (some may be written).
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                pending = [
+                    await self.producer.send(topic, value=value, key=key, headers=headers)
+                    for key, value, headers in records
+                ]
+                written = await asyncio.gather(*pending)
+        except (KafkaError, TimeoutError) as exc:
+            raise KafkaUnavailable(f"records not acknowledged: {type(exc).__name__}") from exc
+        return [(int(meta.partition), int(meta.offset)) for meta in written]
+
     async def stop(self) -> None:
         with contextlib.suppress(KafkaError, TimeoutError, OSError):
             await asyncio.wait_for(self._client.stop(), STOP_TIMEOUT_S)

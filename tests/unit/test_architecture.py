@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "processor.api.ratelimit", "processor.api.idempotency"),
     ("processor.api.access",),
     ("processor.api.protection",),
+    ("processor.config_api",),  # the api: section around api.protection
     ("processor.config",),
     ("processor.kafka_auth",),  # TLS context, OAUTHBEARER tokens (aiohttp), failure diagnosis
     # the edges (one library each) and the outcome values
@@ -43,10 +44,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.metrics", "processor.checks", "processor.guard"),
     ("processor.reachability",),  # the broker's transitions: events and a gauge
     ("processor.pipeline",),
+    ("processor.validation",),  # the pipeline over one set of upstream callers, for both doors
     ("processor.engine",),
     ("processor.transactions",),  # exactly-once commits over the engine's holds
     ("processor.intake", "processor.watchdog"),
     ("processor.status",),
+    ("processor.api.models",),  # the validation API: responses and error statuses,
+    ("processor.api.service",),  # judging through the pipeline, batches under a deadline,
+    ("processor.api.routes",),  # the routes,
+    ("processor.api.app",),  # the application and its lifetime (run and serve)
+    ("processor.api.openapi",),  # its OpenAPI document and the committed snapshot
     ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli_dlq",),  # the dlq command: arguments and runner
     ("processor.cli",),
@@ -213,7 +220,8 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
         "devtools.secure_kafka",
         "devtools.bench.kafka_io", "devtools.bench.report",
     ),
-    ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
+    # a package's face, the bench's chart and its API scenario
+    ("devtools.simulator", "devtools.bench.chart", "devtools.bench.api_load"),
     ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
     ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
 )  # fmt: skip

@@ -38,7 +38,9 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
     assert capsys.readouterr().out == f"processor {__version__}\n"
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["check-config"], ["topics"], ["produce"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["serve"], ["check-config"], ["topics"], ["produce"]]
+)
 def test_help_is_plain_text_with_the_exit_codes(
     command: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,8 +54,8 @@ def test_help_is_plain_text_with_the_exit_codes(
 
 def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown command is a usage error: exit 2 with argparse's usage line."""
-    assert _exit_code(["serve"]) == 2
-    assert "invalid choice: 'serve'" in capsys.readouterr().err
+    assert _exit_code(["launch"]) == 2
+    assert "invalid choice: 'launch'" in capsys.readouterr().err
 
 
 def test_every_exit_code_is_documented_in_the_module_and_the_readme() -> None:

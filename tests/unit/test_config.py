@@ -281,3 +281,15 @@ def test_the_settings_type_forbids_extra_fields() -> None:
     """Settings declares frozen, extra-forbidding configuration."""
     assert Settings.model_config.get("frozen") is True
     assert Settings.model_config.get("extra") == "forbid"
+
+
+def test_api_deadlines_must_end_before_the_guards_request_timeout(tmp_path: Path) -> None:
+    """A batch deadline or validation timeout at or past api.protection.timeout_s is a config
+    error naming each key (the guard would cut the request off first, losing the batch)."""
+    path = _write(tmp_path, {"api": {"batch_deadline_s": 30, "request_timeout_s": 45,
+                                     "protection": {"timeout_s": 30}}})  # fmt: skip
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    message = str(raised.value)
+    assert "api.batch_deadline_s: must be below protection.timeout_s (30 >= 30)" in message
+    assert "api.request_timeout_s: must be below protection.timeout_s (45 >= 30)" in message

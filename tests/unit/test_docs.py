@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from processor.api.models import ERROR_STATUS
 from schemas.outcomes import REASON_CATALOGUE, ReasonCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +25,14 @@ def test_readme_documents_every_reason_code_with_its_topic(code: ReasonCode) -> 
     """Each stable reason code has a row in the README naming the topic it leads to."""
     topic, _ = REASON_CATALOGUE[code]
     assert f"| `{code.value}` | {topic} |" in README
+
+
+@pytest.mark.parametrize("code", list(ERROR_STATUS))
+def test_readme_documents_every_api_error_code_with_its_status(code: str) -> None:
+    """Each error code of the validation API has a row in the README with its HTTP status."""
+    status, _ = ERROR_STATUS[code]
+    api_errors = README.split("#### API error codes", 1)[1].split("\n## ", 1)[0]
+    assert f"| `{code}` | {status} |" in api_errors
 
 
 def test_first_screen_shows_both_commands() -> None:
