@@ -73,3 +73,8 @@ def test_the_entry_point_is_processor_run_with_the_mounted_config_and_nothing_in
     assert "HEALTHCHECK" not in runtime
     assert "/run/secrets/processor" in CONTAINERFILE.read_text()
     assert "9400" in runtime["EXPOSE"]
+    # both HTTP surfaces listen beyond the container's loopback
+    assert {"PROCESSOR_ENDPOINT__HOST=0.0.0.0", "PROCESSOR_API__HOST=0.0.0.0"} <= set(
+        runtime["ENV"].split()
+    ), runtime["ENV"]
+    assert "8400" in runtime["EXPOSE"]
