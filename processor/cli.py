@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import os
@@ -46,12 +45,13 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from processor import __version__
 from processor.cli_dlq import add_dlq_command, redrive_command
+from processor.cli_produce import produce_command
 from processor.errors import ConfigError, ProcessorError
 
 if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler (see main)
@@ -60,8 +60,6 @@ if TYPE_CHECKING:  # the service's modules load after the early SIGTERM handler 
     from processor.config import Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
-#: Lines ``produce`` reads ahead of the producer.
-READ_AHEAD_LINES = 1_000
 HELP_WIDTH = 88
 
 DESCRIPTION = (
@@ -342,71 +340,6 @@ def _print(text: str) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def _key_for(field: str | None) -> Callable[[bytes], bytes | None]:
-    """The key of a line: the value at ``field`` (dotted, ``$.`` optional) if it parses."""
-    path = field.removeprefix("$.").split(".") if field else []
-
-    def key(line: bytes) -> bytes | None:
-        if not path:
-            return None
-        try:
-            value = json.loads(line)
-        except ValueError:
-            return None
-        for part in path:
-            if not isinstance(value, dict) or value.get(part) is None:
-                return None
-            value = value[part]
-        return (value if isinstance(value, str) else json.dumps(value)).encode()
-
-    return key
-
-
-async def _lines(fd: int) -> AsyncIterator[bytes]:
-    """The non-blank lines read from ``fd``, without their line ends.
-
-    A daemon thread reads, so a read blocked on a terminal or a pipe does not keep the
-    process from exiting (on Ctrl-C). It reads the raw descriptor: ``sys.stdin.buffer``
-    would hold its lock while blocked, and the interpreter aborts at exit on that lock.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-    room = threading.Semaphore(READ_AHEAD_LINES)
-
-    def emit(line: bytes) -> None:
-        if line.strip():
-            room.acquire()
-            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip(b"\r"))
-
-    def read() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads any more
-            try:
-                rest = b""
-                while chunk := os.read(fd, 65_536):
-                    *complete, rest = (rest + chunk).split(b"\n")
-                    for line in complete:
-                        emit(line)
-                emit(rest)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    while (line := await queue.get()) is not None:
-        room.release()
-        yield line
-
-
-async def _produce(settings: Settings, topic: str | None, key_field: str | None) -> int:
-    from processor.kafka import produce_lines
-
-    target = topic or settings.kafka.topics.input
-    count = await produce_lines(
-        settings.kafka, target, _lines(sys.stdin.fileno()), _key_for(key_field)
-    )
-    _say(f"produced {count} records to {target}")
-    return EXIT_OK
-
-
 def _schemas_diff(settings: Settings, snapshots: Path, only: str | None, *, write: bool) -> int:
     """Report each record type's changes against ``snapshots/<type>.json``; 1 if breaking."""
     from processor.schema_compat import compare, render_report
@@ -470,7 +403,7 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "topics":
             return asyncio.run(_create_topics(settings, topic_overrides))
         if args.command == "produce":
-            return asyncio.run(_produce(settings, args.topic, args.key_field))
+            return asyncio.run(produce_command(settings, args.topic, args.key_field, _say))
         if args.command == "dlq":
             return asyncio.run(redrive_command(settings, args, _print))
         if args.command == "serve":

@@ -56,6 +56,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor.api.openapi",),  # its OpenAPI document and the committed snapshot
     ("processor.app", "processor.supervisor", "processor.redrive"),
     ("processor.cli_dlq",),  # the dlq command: arguments and runner
+    ("processor.cli_produce",),  # the produce command: stdin lines as records
     ("processor.cli",),
 )  # fmt: skip
 SUBPACKAGES = ("processor.upstream", "processor.kafka")

@@ -11,6 +11,7 @@ import yaml
 
 from processor import __version__, cli
 from processor.cli import main
+from processor.cli_produce import key_for
 from processor.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +158,7 @@ def test_produce_keys_come_from_the_named_field_when_the_line_has_it(
     field: str | None, line: bytes, key: bytes | None
 ) -> None:
     """--key-field takes the key from a (dotted) field of a JSON line, else no key."""
-    assert cli._key_for(field)(line) == key
+    assert key_for(field)(line) == key
 
 
 @pytest.mark.parametrize(
