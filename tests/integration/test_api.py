@@ -18,6 +18,10 @@ from devtools.reconcile import OutcomeCollector, publish_corpus
 from devtools.simulator import start_simulator
 from devtools.simulator.verdicts import SimulatorSettings
 from processor.api.app import ApiRunner
+from processor.api.auth import hash_key
+from processor.api.idempotency import REPLAY_HEADER
+from processor.api.protection import ApiProtection
+from processor.api.signing import sign
 from processor.config import ApiConfig, Settings
 from tests.support.api import (
     JSON,
@@ -245,3 +249,51 @@ async def test_records_takes_one_event_or_many_and_refuses_one_too_large_for_the
     assert refused[1]["error"] == "record.too_large"
     assert [d["field"] for d in refused[1]["details"]] == ["[1]"]
     assert after[1]["records"] == [{"index": 0, "partition": 0, "offset": 1}]  # nothing between
+
+
+async def test_a_protected_api_asks_a_key_and_a_signature_and_replays_a_retried_publish(
+    kafka_bootstrap: str, simulator_url: str, tmp_path: Path
+) -> None:
+    """With API keys, request signing and idempotency on, the real API refuses a missing key
+    and a bad signature (401, nothing written), judges a signed request, and a retried
+    POST /v1/records with the same Idempotency-Key gets the first answer again without a
+    second write; another body under that key is 422."""
+    (tmp_path / "keys").write_text(f"team-a:{hash_key('k-team-a')}\n")
+    (tmp_path / "secret").write_text("s3cret-signing\n")
+    protection = {
+        "auth": {"enabled": True, "key_hashes": {"file": str(tmp_path / "keys")}},
+        "signing": {"enabled": True, "secret": {"file": str(tmp_path / "secret")}},
+    }
+    settings = _outage_settings(tmp_path, kafka_bootstrap, simulator_url,
+                                protection=ApiProtection.model_validate(protection))  # fmt: skip
+    topics = settings.kafka.topics
+    await create_topics(kafka_bootstrap, topics, partitions=1)
+    event = structured_body(build_corpus(2, seed=1)[0])
+
+    def signed(body: bytes, key: str = "k-team-a", **extra: str) -> dict[str, str]:
+        now = str(int(time.time()))
+        return {**JSON, "X-API-Key": key, "X-Signature-Timestamp": now,
+                "X-Signature": sign(b"s3cret-signing", now, body), **extra}  # fmt: skip
+
+    async with serving(settings) as (base, _runner), aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        no_key = await post(http, f"{base}/v1/records", event, JSON)
+        forged = await post(http, f"{base}/v1/records", event,
+                            {**signed(event), "X-Signature": "0" * 64})  # fmt: skip
+        judged = await post(http, f"{base}/v1/validate", event, signed(event))
+        retry = {"Idempotency-Key": "publish-1"}
+        first = await post(http, f"{base}/v1/records", event, signed(event, **retry))
+        again = await post(http, f"{base}/v1/records", event, signed(event, **retry))
+        other = json.dumps([json.loads(event)] * 2).encode()
+        conflict = await post(http, f"{base}/v1/records", other, signed(other, **retry))
+        next_one = await post(http, f"{base}/v1/records", event, signed(event))
+    assert (no_key[0], no_key[1]["error"]) == (401, "auth.key_missing"), no_key
+    assert (forged[0], forged[1]["error"]) == (401, "auth.signature_invalid"), forged
+    assert judged[0] == 200, judged
+    assert judged[1]["outcome"] == "valid"
+    assert first[0] == 202, first
+    assert again[:2] == first[:2]
+    assert {k.lower(): v for k, v in again[2].items()}.get(REPLAY_HEADER.lower()) == "true"
+    assert first[1]["records"] == [{"index": 0, "partition": 0, "offset": 0}]
+    assert conflict[0] == 422, conflict
+    # the next write lands right after the first: the others wrote nothing
+    assert next_one[1]["records"] == [{"index": 0, "partition": 0, "offset": 1}], next_one
