@@ -40,7 +40,7 @@ run: venv kafka-jars
 
 ## Lint, type-check, then the whole test suite against a real broker.
 test: venv kafka-jars prometheus openssl asyncapi-parser lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=20
 
 lint: venv
 	$(BIN)/ruff check .
