@@ -38,6 +38,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]  # devtools runs from a source checkout
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+#: A small broker on a small machine, sharing its cores with what it serves: the C1 compiler
+#: only and the serial collector. Measured on 2 cores (start, then 30,000 records produced):
+#: the broker's CPU to ready 11.8-12.3 s -> 7.1-7.5 s and while producing 4.5-5.2 s ->
+#: 2.8-2.9 s, against C2 with G1, at the same produce time.
+JVM_FLAGS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 MAVEN_TIMEOUT_S = 900.0
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -200,8 +205,8 @@ class LocalKafka:
         if java is None:
             raise LocalKafkaError("java is not on PATH; the broker needs Java 17+")
         return [
-            java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m",
-            "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", *JVM_FLAGS,
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "-cp", f"{libs}/*", *args,
         ]  # fmt: skip
