@@ -100,11 +100,11 @@ def _near_miss(rng: random.Random) -> str:
 
 
 def test_fast_path_agrees_with_email_validator_on_generated_addresses() -> None:
-    """On 20,000 generated near-misses the fast path and email-validator agree."""
+    """On 10,000 generated near-misses the fast path and email-validator agree."""
     rng = random.Random(5)
-    addresses = [_near_miss(rng) for _ in range(20_000)]
+    addresses = [_near_miss(rng) for _ in range(10_000)]
     plain = [a for a in addresses if _PLAIN_EMAIL.fullmatch(a)]
-    assert len(plain) > 400, "the generator must exercise the fast path"
+    assert len(plain) > 200, "the generator must exercise the fast path"
     disagreements = [
         (a, _verdict(_check_email, a), _verdict(_reference, a))
         for a in addresses
