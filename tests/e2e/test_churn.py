@@ -191,7 +191,7 @@ async def test_processor_recovers_by_itself_from_a_broker_restart_mid_run(
         bootstrap = broker.bootstrap_servers
         topics = unique_topics("restart")
         await create_topics(bootstrap, topics, partitions=6)
-        corpus = build_corpus(6_000, keys=60, seed=29)
+        corpus = build_corpus(4_000, keys=60, seed=29)
         coords = await publish_corpus(bootstrap, topics.input, corpus)
         config = write_config(tmp_path / "processor.yaml", bootstrap, simulator_url, topics)
         async with watching(bootstrap, topics, set(coords)) as watch:

@@ -21,7 +21,7 @@ async def test_two_supervised_workers_share_the_group_and_a_killed_one_is_restar
     supervisor; every input still gets its expected outcome; SIGTERM stops all cleanly."""
     topics = unique_topics("workers")
     await create_topics(kafka_bootstrap, topics, partitions=4)
-    corpus = build_corpus(6_000, keys=40, seed=41)
+    corpus = build_corpus(4_000, keys=40, seed=41)
     coords = await publish_corpus(kafka_bootstrap, topics.input, corpus)
     data = config_data(kafka_bootstrap, simulator_url, topics, drain_timeout_s=10)
     # the killed worker's partitions move once its session ends: the broker's minimum

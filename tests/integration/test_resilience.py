@@ -137,7 +137,7 @@ async def test_outage_pauses_intake_and_dead_letters_nothing(
     their partitions paused and in-flight bounded, and all end with their true outcome."""
     topics = unique_topics("outage")
     await create_topics(kafka_bootstrap, topics, partitions=4)
-    corpus = without_dead_letters(build_corpus(6_000, keys=40, seed=23))
+    corpus = without_dead_letters(build_corpus(4_000, keys=40, seed=23))
     max_in_flight = 400
     with simulator("--latency-ms", "2") as sim:
         settings = settings_for(
