@@ -2,8 +2,9 @@
 
 Written as FastStream's docs show it: a :class:`KafkaBroker`, one ``@broker.subscriber``
 with ``batch=True`` (``max_records`` records per call, 2,000 by default as in issue 15's
-comparison), and ``broker.publish_batch`` to the valid, invalid and dead-letter topics, one
-batch per topic per call. Each record is judged by :func:`devtools.bench.peer_job.judge`
+comparison), and ``broker.publish(..., no_confirm=True)`` per outcome (key kept; ``publish_batch``
+overflows aiokafka's 16 KiB batch buffer at this size), awaiting the batch's confirmations
+before the handler returns. Each record is judged by :func:`devtools.bench.peer_job.judge`
 (the processor's schemas, no ``processor`` import). FastStream's consumer commits the
 batch's offsets once the handler returns (its default acknowledgement)::
 
@@ -40,12 +41,13 @@ def build(args: argparse.Namespace) -> FastStream:
         auto_offset_reset="earliest",
     )  # fmt: skip
     async def judge_batch(msg: KafkaMessage) -> None:
-        routed: dict[Route, list[bytes]] = {"valid": [], "invalid": [], "dead-letter": []}
-        for value, headers in zip(msg.body, msg.batch_headers, strict=True):
-            judged = judge(value, [(k, v.encode()) for k, v in headers.items()])
-            routed[judged.route].append(judged.value or b"")
-        await asyncio.gather(*(broker.publish_batch(*values, topic=topics[route])
-                               for route, values in routed.items() if values))  # fmt: skip
+        sent = []
+        for record in msg.raw_message:
+            judged = judge(record.value, record.headers)
+            headers = {"dlq.reason": judged.reason} if judged.route == "dead-letter" else None
+            sent.append(await broker.publish(judged.value, topics[judged.route], key=record.key,
+                                             headers=headers, no_confirm=True))  # fmt: skip
+        await asyncio.gather(*sent)
 
     return FastStream(broker)
 

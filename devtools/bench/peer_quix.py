@@ -34,7 +34,10 @@ def _judge(value: bytes | None, key: Any, timestamp: int, headers: Any) -> Judge
 def build(args: argparse.Namespace) -> Application:
     """The application: judge every record, then route it to its outcome topic."""
     app = Application(
-        broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest"
+        broker_address=args.bootstrap,
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        state_dir=".run/bench/quix-state",  # unused (a stateless job), kept out of the repo
     )
     source = app.topic(args.input, key_deserializer="bytes", value_deserializer="bytes")
     judged = app.dataframe(source).apply(_judge, metadata=True)
