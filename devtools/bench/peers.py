@@ -13,16 +13,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from devtools.bench.report import Result
 from devtools.bench.stats import Target
 from devtools.corpus import CorpusRecord
 from devtools.local_kafka import REPO_ROOT
 from processor.config import TopicsConfig
-
-if TYPE_CHECKING:
-    from devtools.bench.run import Bench
 
 #: Quix Streams needs its own virtualenv (its pydantic cap is below the project's pin).
 QUIX_PYTHON = REPO_ROOT / ".venv-quix" / "bin" / "python"
@@ -34,6 +31,18 @@ PEERS: dict[str, tuple[str, str]] = {  # scenario: (module, what it is)
 }  # fmt: skip
 PEER_TARGET = Target(low=1.5)
 COPY_LOOP_TARGET = Target(low=0.5)
+
+
+class Bench(Protocol):
+    """What the peers need of :class:`devtools.bench.run.Bench` (which imports this module)."""
+
+    bootstrap: str
+    run_id: str
+
+    async def backlog_run(
+        self, name: str, count: int, cmd: Callable[[TopicsConfig], list[str]],
+        corpus: Sequence[CorpusRecord], exactly_once: bool = False,
+    ) -> Result: ...  # fmt: skip
 
 
 def peer_cmd(bench: Bench, name: str, topics: TopicsConfig) -> list[str]:

@@ -206,14 +206,15 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
         "devtools", "devtools.corpus", "devtools.hostile", "devtools.local_kafka",
         "devtools.simulator.stats",
         "devtools.simulator.verdicts", "devtools.bench", "devtools.bench.stats",
-        "devtools.bench.procs", "devtools.bench.passthrough",
+        "devtools.bench.procs", "devtools.bench.passthrough", "devtools.bench.peer_job",
     ),
     (  # what the tools are built from: the simulator's server, the stack, the referee
         "devtools.simulator.server", "devtools.stack", "devtools.reconcile",
         "devtools.secure_kafka",
         "devtools.bench.kafka_io", "devtools.bench.report",
+        "devtools.bench.peer_quix", "devtools.bench.peer_faststream",  # the peer contestants
     ),
-    ("devtools.simulator", "devtools.bench.chart"),  # a package's face, the bench's chart
+    ("devtools.simulator", "devtools.bench.chart", "devtools.bench.peers"),  # faces, chart, peers
     ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
     ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
 )  # fmt: skip
