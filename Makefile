@@ -63,7 +63,14 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: venv kafka-jars $(BENCH_STAMP)
+## Quix Streams caps pydantic below the project's pin: its contestant gets its own venv.
+QUIX_STAMP := .venv-quix/.stamp
+$(QUIX_STAMP): devtools/bench/quix.txt
+	python3 -m venv .venv-quix
+	.venv-quix/bin/python -m pip install -q -r devtools/bench/quix.txt
+	@touch $(QUIX_STAMP)
+
+bench: venv kafka-jars $(BENCH_STAMP) $(QUIX_STAMP)
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS) $(if $(PROFILE),--profile $(PROFILE))
 
 ## Resident memory of the processor working through a 1,000,000-record backlog.
@@ -81,4 +88,4 @@ asyncapi: venv asyncapi-parser
 	cd tools/asyncapi && node validate.mjs ../../docs/asyncapi.yaml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .run build *.egg-info
+	rm -rf $(VENV) .venv-quix .mypy_cache .ruff_cache .pytest_cache .run build *.egg-info

@@ -33,6 +33,7 @@ from devtools.bench.kafka_io import (
     produce_paced,
     read_outcomes,
 )
+from devtools.bench.peers import comparisons, peer_runs
 from devtools.bench.procs import Sampler
 from devtools.bench.report import Result, machine, markdown, table
 from devtools.bench.stats import (
@@ -293,6 +294,9 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         )  # fmt: skip
         bound = passthrough.records_per_s if passthrough and passthrough.records_per_s else 0
         results.append(_judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
+
+    peers = await peer_runs(bench, sizes.schema_only, corpus, wanted, console.print)
+    results += [*peers, *comparisons(schema_only, passthrough, peers)]
 
     if wanted("exactly-once"):
         console.print("[bold]exactly-once[/]: schema-only with delivery: exactly_once")
