@@ -7,7 +7,9 @@ outcome to a producer that acknowledges at once, so what is timed is the process
 Python. ``--check`` adds one e-mail check answered by an in-process caller (the check's own
 code and its ``CheckResult``, no HTTP). Each stage runs ``--rounds`` times over
 ``--records`` records; the figures are CPU microseconds per record (``time.process_time``),
-the best and the median round, garbage collection included (as in the service). Run from
+the best and the median round, garbage collection included (as in the service). The
+``partition`` stage is the partitioner the service's producers are built with, choosing
+among 6 partitions for each record's key (aiokafka's own where none is configured). Run from
 the repository root, before and after a change, on the same machine::
 
     .venv/bin/python docs/bench/hot_path.py [--records 20000] [--rounds 7] [--check]
@@ -26,13 +28,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # devtools: not installed
 
 from devtools.corpus import bench_records
 from processor.checkplan import CheckConfig
 from processor.checks import Check
-from processor.config import TopicsConfig, ValidationConfig
+from processor.config import KafkaConfig, TopicsConfig, ValidationConfig
 from processor.inputs import Record
+from processor.kafka.factory import producer_kwargs
 from processor.outcomes import Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
 from processor.record_types import PydanticRecordType, RecordTypes
@@ -128,11 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for record in records:
             await publisher.publish(record, await pipeline.process(record))
 
+    partitioner = producer_kwargs(KafkaConfig()).get("partitioner", DefaultPartitioner())
+    partitions = list(range(6))
+
+    async def partition() -> None:
+        for record in records:
+            partitioner(record.key, partitions, partitions)
+
     loop = asyncio.new_event_loop()
     loop.run_until_complete(process())  # warm-up: caches, lazily built validators
     kinds = sorted({type(o).__name__ for o in outcomes})
     print(f"{args.records} records, {args.rounds} rounds, check={args.check}, outcomes {kinds}")
-    for name, stage in (("pipeline", process), ("publish", publish), ("both", both)):
+    stages = (("pipeline", process), ("publish", publish), ("both", both), ("partition", partition))
+    for name, stage in stages:
         figures = _rounds(loop, args.rounds, args.records, stage)
         print(f"{name:9s} CPU us/record: best {min(figures):6.2f}"
               f"  median {statistics.median(figures):6.2f}")  # fmt: skip
