@@ -5,14 +5,17 @@ HTTP: ``Pipeline.process`` runs over ``devtools.corpus.bench_records`` (valid cu
 in ``make bench``) one record after another, then ``OutcomePublisher.publish`` hands each
 outcome to a producer that acknowledges at once, so what is timed is the processor's own
 Python. ``--check`` adds one e-mail check answered by an in-process caller (the check's own
-code and its ``CheckResult``, no HTTP). Each stage runs ``--rounds`` times over
-``--records`` records; the figures are CPU microseconds per record (``time.process_time``),
-the best and the median round, garbage collection included (as in the service). The
+code and its ``CheckResult``, no HTTP); ``--resilient`` puts that caller behind the service's
+resilience stack and metrics, built as ``processor.app`` builds them (cache, coalescing,
+breaker, limiter, retries; every e-mail is new, so every call is a cache miss). Each stage
+runs ``--rounds`` times over ``--records`` records; the figures are CPU microseconds per
+record (``time.process_time``), the best and the median round, garbage collection included
+(as in the service). The
 ``partition`` stage is the partitioner the service's producers are built with, choosing
 among 6 partitions for each record's key (aiokafka's own where none is configured). Run from
 the repository root, before and after a change, on the same machine::
 
-    .venv/bin/python docs/bench/hot_path.py [--records 20000] [--rounds 7] [--check]
+    .venv/bin/python docs/bench/hot_path.py [--records 20000] [--rounds 7] [--check] [--resilient]
 
 Only public interfaces are used, so the same script measures any commit.
 """
@@ -35,13 +38,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # devtools: not in
 from devtools.corpus import bench_records
 from processor.checkplan import CheckConfig
 from processor.checks import Check
-from processor.config import KafkaConfig, TopicsConfig, ValidationConfig
+from processor.config import KafkaConfig, TopicsConfig, UpstreamConfig, ValidationConfig
 from processor.inputs import Record
 from processor.kafka.factory import producer_kwargs
+from processor.metrics import Metrics
 from processor.outcomes import Outcome, OutcomePublisher
 from processor.pipeline import Pipeline
 from processor.record_types import PydanticRecordType, RecordTypes
 from processor.upstream import UpstreamRequest, UpstreamResponse
+from processor.upstream.breaker import CircuitBreaker
+from processor.upstream.cache import ResponseCache
+from processor.upstream.client import Caller
+from processor.upstream.limiter import TokenBucket
+from processor.upstream.resilient import ResilientCaller
+from processor.waits import WaitBoard
 from schemas import RECORD_TYPES
 from schemas.outcomes import ProcessorInfo
 
@@ -73,15 +83,35 @@ class AckingProducer:
         return done
 
 
-def _pipeline(with_check: bool) -> Pipeline:
+def _resilient(caller: Caller, metrics: Metrics) -> ResilientCaller:
+    """``caller`` behind the resilience stack, as ``processor.app`` builds it."""
+    cfg = UpstreamConfig(base_url="http://127.0.0.1:1")
+    observer = metrics.upstream(caller.name)
+    return ResilientCaller(
+        caller, retry=cfg.retry, max_concurrency=cfg.max_concurrency,
+        breaker=CircuitBreaker(caller.name, cfg.breaker, WaitBoard(),
+                               on_change=observer.breaker_changed),
+        limiter=TokenBucket(cfg.rate_limit_rps, cfg.rate_limit_burst),
+        cache=ResponseCache(cfg.cache.ttl_s, cfg.cache.max_entries), observer=observer,
+    )  # fmt: skip
+
+
+def _pipeline(with_check: bool, resilient: bool) -> Pipeline:
     types = RecordTypes([PydanticRecordType(n, m) for n, m in RECORD_TYPES.items()])
     checks: dict[str, list[Check]] = {}
-    if with_check:
+    if with_check or resilient:
         config = CheckConfig(
             name="email_deliverable", upstream="email", path="/v1/email/verify",
             body={"email": "email"}, pass_field="deliverable", reason_field="reason",
         )  # fmt: skip
-        checks["customer.v1"] = [Check(config, InstantCaller())]
+        caller: Caller = InstantCaller()
+        if resilient:
+            metrics = Metrics()
+            caller = _resilient(caller, metrics)
+            check = Check(config, caller, None, metrics.check_seconds.labels(config.name).observe)
+        else:
+            check = Check(config, caller)
+        checks["customer.v1"] = [check]
     info = ProcessorInfo(name="record-processor", version="bench", instance="bench-0")
     return Pipeline(record_types=types, checks=checks, validation=ValidationConfig(),
                     max_record_bytes=1_048_576, processor=info)  # fmt: skip
@@ -113,9 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--check", action="store_true", help="one e-mail check per record")
+    parser.add_argument("--resilient", action="store_true", help="--check, behind resilience")
     args = parser.parse_args(argv)
     records = _records(args.records)
-    pipeline = _pipeline(args.check)
+    pipeline = _pipeline(args.check, args.resilient)
     producer = AckingProducer()
     publisher = OutcomePublisher(producer, TopicsConfig(), processor_id="bench-0")
     outcomes: list[Outcome] = []
@@ -143,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.new_event_loop()
     loop.run_until_complete(process())  # warm-up: caches, lazily built validators
     kinds = sorted({type(o).__name__ for o in outcomes})
-    print(f"{args.records} records, {args.rounds} rounds, check={args.check}, outcomes {kinds}")
+    print(f"{args.records} records, {args.rounds} rounds, check={args.check},"
+          f" resilient={args.resilient}, outcomes {kinds}")  # fmt: skip
     stages = (("pipeline", process), ("publish", publish), ("both", both), ("partition", partition))
     for name, stage in stages:
         figures = _rounds(loop, args.rounds, args.records, stage)
