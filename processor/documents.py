@@ -3,9 +3,9 @@
 :class:`~schemas.outcomes.OutcomeDocument` stays the contract: the JSON Schema is exported
 from it, the validation API answers with it, and :attr:`OutcomeData.model` builds it on
 demand. But building the model for every record re-validated values the pipeline had just
-validated, and dumping it walked them once more: measured on the bench machine
-(``docs/bench/hot_path.py``), 19 µs to build and 11 µs to dump a valid customer's document,
-against 4 µs to build the same fields as a dict and 5 µs to encode it with orjson.
+validated, and dumping it walked them once more: a valid customer's document took 30 µs to
+build and dump on the bench machine, the same fields as a dict encoded with orjson 10 µs
+(``docs/bench/hot_path_parts.py``; the orjson dependency rests on this measurement).
 
 :class:`OutcomeData` holds the model's fields in the model's order (nested documents as
 dicts, reasons and check results as their models' field dicts), so orjson writes the bytes
