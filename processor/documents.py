@@ -12,7 +12,7 @@ dicts, reasons and check results as their models' field dicts), so orjson writes
 pydantic would: the same keys in the same order, enums as their values, datetimes with
 ``Z`` for UTC (``OPT_UTC_Z``), NaN and infinities as ``null``. ``tests/unit/test_documents.py``
 proves it byte for byte over the corpora, every outcome kind and random JSON values. What
-orjson refuses (an integer beyond 64 bits, nesting deeper than 255, a lone surrogate) is
+orjson refuses (an integer beyond 64 bits, nesting past about 250 levels, a lone surrogate) is
 dumped by pydantic, as before. Values the model would refuse (more checks than it allows, a
 negative offset) are handed to the model at once, so they fail where they failed before.
 """

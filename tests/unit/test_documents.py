@@ -185,6 +185,15 @@ def test_random_documents_encode_to_the_bytes_pydantic_writes() -> None:
     assert 0 < big < 1_500  # both ways were taken
 
 
+def test_nesting_past_orjsons_limit_is_written_by_pydantic() -> None:
+    """An event nested deeper than orjson goes (600 levels) is written as pydantic writes it."""
+    nested: Any = []
+    for _ in range(600):
+        nested = [nested]
+    values = {**_values(random.Random(5)), "event": {"data": nested}}
+    assert _fast_bytes(OutcomeData.build(**values)) == _pydantic_bytes(_model(values))
+
+
 def test_a_lone_surrogate_fails_with_value_error_both_ways() -> None:
     """Text that is not valid Unicode fails the fast encoding as it failed pydantic's."""
     values = _values(random.Random(1))
