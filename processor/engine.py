@@ -302,7 +302,7 @@ class Engine:
         elif not isinstance(outcome, Valid):
             log.debug(
                 "record.invalid", topic=record.topic, partition=record.partition,
-                offset=record.offset, record_id=outcome.document.record_id,
+                offset=record.offset, record_id=outcome.data.record_id,
             )  # fmt: skip
 
     def lose(self, tp: TP, exc: BaseException) -> None:

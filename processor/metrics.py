@@ -131,25 +131,50 @@ class Metrics:
 
 
 class UpstreamMetrics:
-    """The metrics of one upstream (an ``UpstreamObserver``)."""
+    """The metrics of one upstream (an ``UpstreamObserver``).
+
+    Each labelled series is looked up once, on its first use, and kept: ``labels()`` takes a
+    lock and builds its key on every call (the three series of one call with
+    ``docs/bench/hot_path.py``'s ratios: 21 µs looked up each time, 8 µs kept).
+    """
 
     def __init__(self, metrics: Metrics, name: str) -> None:
         self._m = metrics
         self._name = name
+        self._calls: dict[str, Counter] = {}
+        self._retries: dict[str, Counter] = {}
+        self._cache: dict[str, Counter] = {}
+        self._latency: Histogram | None = None
+        self._limiter_wait: Histogram | None = None
         metrics.breaker_state.labels(name).set(0)
 
     def call_ended(self, status_class: str, latency_s: float) -> None:
-        self._m.upstream_calls.labels(self._name, status_class).inc()
-        self._m.upstream_latency.labels(self._name).observe(latency_s)
+        calls = self._calls.get(status_class)
+        if calls is None:
+            calls = self._calls[status_class] = self._m.upstream_calls.labels(
+                self._name, status_class
+            )
+        calls.inc()
+        if self._latency is None:
+            self._latency = self._m.upstream_latency.labels(self._name)
+        self._latency.observe(latency_s)
 
     def retry_scheduled(self, reason: str) -> None:
-        self._m.upstream_retries.labels(self._name, reason).inc()
+        retries = self._retries.get(reason)
+        if retries is None:
+            retries = self._retries[reason] = self._m.upstream_retries.labels(self._name, reason)
+        retries.inc()
 
     def cache(self, result: str) -> None:
-        self._m.upstream_cache.labels(self._name, result).inc()
+        counted = self._cache.get(result)
+        if counted is None:
+            counted = self._cache[result] = self._m.upstream_cache.labels(self._name, result)
+        counted.inc()
 
     def limiter_waited(self, seconds: float) -> None:
-        self._m.limiter_wait.labels(self._name).observe(seconds)
+        if self._limiter_wait is None:
+            self._limiter_wait = self._m.limiter_wait.labels(self._name)
+        self._limiter_wait.observe(seconds)
 
     def breaker_changed(self, state: BreakerState) -> None:
         self._m.breaker_state.labels(self._name).set(_BREAKER_VALUE[state])

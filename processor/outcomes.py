@@ -2,9 +2,11 @@
 
 The pipeline returns one :data:`Outcome` per record, a value, never an exception:
 
-- :class:`Valid` and :class:`Invalid` carry an ``OutcomeDocument``, published to the valid /
+- :class:`Valid` and :class:`Invalid` carry an outcome document, published to the valid /
   invalid topic keyed like the input, as the document itself or as the record with the
-  verdict in headers (:mod:`processor.payloads`), with the input's headers.
+  verdict in headers (:mod:`processor.payloads`), with the input's headers. The document is
+  plain data (:class:`~processor.documents.OutcomeData`, what is published) and, on demand,
+  the ``OutcomeDocument`` model (``.document``).
 - :class:`DeadLetter` carries a reason; the input's key, value, headers and timestamp are
   republished byte for byte to the dead-letter topic with the ``dlq.*`` headers of
   ``schemas.outcomes.DLQ_HEADERS`` (one set: old ``dlq.*`` headers are replaced).
@@ -25,6 +27,7 @@ import structlog
 
 from processor import tracing
 from processor.config import OutcomesConfig, TopicsConfig
+from processor.documents import OutcomeData
 from processor.errors import RecordRejected
 from processor.inputs import InputRecord
 from processor.payloads import encode
@@ -39,14 +42,40 @@ log = structlog.get_logger("processor.outcomes")
 RECORD_OVERHEAD_BYTES = 128
 
 
-@dataclass(frozen=True, slots=True)
-class Valid:
-    document: OutcomeDocument
+class _Judged:
+    """A record that was understood: its outcome document as plain data (``data``: what is
+    published, built by the pipeline) and as the model (``document``: built on first use)."""
+
+    __slots__ = ("data",)
+    __match_args__ = ("document",)
+
+    def __init__(self, document: OutcomeDocument | OutcomeData) -> None:
+        self.data = document if isinstance(document, OutcomeData) else OutcomeData.of(document)
+
+    @property
+    def document(self) -> OutcomeDocument:
+        """The outcome document as the pydantic model (validated once, then kept)."""
+        return self.data.model
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Judged) and type(other) is type(self) and other.data == self.data
+
+    __hash__ = None  # type: ignore[assignment] # the document holds dicts
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.data!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    document: OutcomeDocument
+class Valid(_Judged):
+    """Understood, and passed every required check (``valid`` or ``valid_unverified``)."""
+
+    __slots__ = ()
+
+
+class Invalid(_Judged):
+    """Understood, and definitely fails: a schema violation or an upstream's clear no."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +97,7 @@ def outcome_label(outcome: Outcome) -> tuple[str, str]:
     "decode.failed")``; the labels of the metrics and of the record's span."""
     if isinstance(outcome, DeadLetter):
         return "dead-letter", outcome.reason.value
-    doc = outcome.document
+    doc = outcome.data
     return doc.outcome, (doc.reasons[0].code.value if doc.reasons else "ok")
 
 
@@ -132,7 +161,7 @@ def fallback_dead_letter(
         dead = DeadLetter(
             reason=ReasonCode.DECODE_FAILED,
             error_class=type(error).__name__,
-            message=f"the {outcome.document.verdict.value} outcome could not be encoded: {error}",
+            message=f"the {outcome.data.verdict.value} outcome could not be encoded: {error}",
         )
     size = sum(len(k) + len(v or b"") for k, v in record.headers)
     kept_input = list(record.headers) if size <= FALLBACK_KEPT_BYTES else []
@@ -295,7 +324,7 @@ class OutcomePublisher:
                     headers=headers,
                 )  # fmt: skip
         payload = self._valid_payload if isinstance(outcome, Valid) else self._invalid_payload
-        value, headers = encode(payload, outcome.document, record.headers)
+        value, headers = encode(payload, outcome.data, record.headers)
         if self._limits:
             self._check_size(topic, record.key, value, headers)
         with tracing.publish_span(topic):

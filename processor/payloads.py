@@ -5,7 +5,8 @@ Each of the two topics has its own payload (``outcomes.valid_payload`` and
 
 - ``document`` (the default): the :class:`~schemas.outcomes.OutcomeDocument` as JSON, for
   consumers that want the verdict, the reasons, the per-check evidence and the input's
-  coordinates in one value.
+  coordinates in one value (the bytes pydantic writes, written by orjson from the plain
+  data: :mod:`processor.documents`).
 - ``record``: the record itself as a structured-mode CloudEvent (the input's attributes, the
   normalised ``data`` when the record is valid, the data as received when it is not), so a
   consumer of the valid topic reads records, not wrappers. The verdict, the checks and the
@@ -24,6 +25,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from processor.documents import OutcomeData
 from schemas.envelope import BINARY_HEADER_PREFIX, STRUCTURED_CONTENT_TYPE
 from schemas.outcomes import OutcomeDocument
 
@@ -54,7 +56,7 @@ def _compact(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _reasons_header(doc: OutcomeDocument) -> bytes:
+def _reasons_header(doc: OutcomeData) -> bytes:
     """The reasons as a JSON array, dropping trailing ones past the header's bound."""
     reasons = [r.model_dump(exclude_none=True, mode="json") for r in doc.reasons]
     encoded = _compact(reasons)
@@ -65,7 +67,7 @@ def _reasons_header(doc: OutcomeDocument) -> bytes:
 
 
 def document_message(
-    doc: OutcomeDocument, input_headers: Sequence[tuple[str, bytes]]
+    doc: OutcomeData, input_headers: Sequence[tuple[str, bytes]]
 ) -> tuple[bytes, Headers]:
     """The outcome document as JSON, with the input's headers and three of our own."""
     headers = propagated(input_headers)
@@ -74,20 +76,22 @@ def document_message(
         ("record.id", doc.record_id.encode()),
         ("record.verdict", doc.verdict.value.encode()),
     ]
-    return doc.model_dump_json().encode(), headers
+    return doc.json(), headers
 
 
 def record_message(
-    doc: OutcomeDocument, input_headers: Sequence[tuple[str, bytes]]
+    doc: OutcomeData, input_headers: Sequence[tuple[str, bytes]]
 ) -> tuple[bytes, Headers]:
     """The record as a structured CloudEvent; verdict, checks and reasons in headers."""
-    event = {k: v for k, v in doc.event.items() if k not in _DATA_KEYS}
-    data = doc.normalized_data if doc.normalized_data is not None else doc.event.get("data")
+    received: dict[str, Any] = doc.fields["event"]
+    normalized: dict[str, Any] | None = doc.fields["normalized_data"]
+    event = {k: v for k, v in received.items() if k not in _DATA_KEYS}
+    data = normalized if normalized is not None else received.get("data")
     if data is not None:
         event["datacontenttype"] = "application/json"
         event["data"] = data
-    elif "data_base64" in doc.event:
-        event["data_base64"] = doc.event["data_base64"]
+    elif "data_base64" in received:
+        event["data_base64"] = received["data_base64"]
     headers = propagated(input_headers)
     headers += [
         ("content-type", STRUCTURED_CONTENT_TYPE.encode()),
@@ -97,16 +101,19 @@ def record_message(
     ]
     if doc.reasons:
         headers.append(("record.reasons", _reasons_header(doc)))
-    headers.append(
-        ("record.input", f"{doc.input.topic}/{doc.input.partition}/{doc.input.offset}".encode())
-    )
+    at = doc.fields["input"]
+    headers.append(("record.input", f"{at['topic']}/{at['partition']}/{at['offset']}".encode()))
     return _compact(event), headers
 
 
 def encode(
-    payload: Payload, doc: OutcomeDocument, input_headers: Sequence[tuple[str, bytes]]
+    payload: Payload,
+    doc: OutcomeData | OutcomeDocument,
+    input_headers: Sequence[tuple[str, bytes]],
 ) -> tuple[bytes, Headers]:
     """The value and headers of one valid or invalid outcome in the given payload."""
+    if isinstance(doc, OutcomeDocument):
+        doc = OutcomeData.of(doc)
     if payload == "record":
         return record_message(doc, input_headers)
     return document_message(doc, input_headers)

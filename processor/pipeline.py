@@ -26,6 +26,7 @@ from processor import tracing
 from processor.checks import Check
 from processor.config import ValidationConfig
 from processor.decode import DecodedEvent, decode
+from processor.documents import OutcomeData
 from processor.errors import RecordError, UnknownTypeError, UpstreamError
 from processor.inputs import InputRecord
 from processor.outcomes import DeadLetter, Invalid, Outcome, Valid
@@ -33,12 +34,9 @@ from processor.record_types import RecordType, SchemaViolation
 from schemas.outcomes import (
     CheckResult,
     CheckStatus,
-    InputCoordinates,
-    OutcomeDocument,
     ProcessorInfo,
     Reason,
     ReasonCode,
-    Timing,
     Verdict,
 )
 
@@ -132,6 +130,8 @@ class Pipeline:
             return self._verdict(record, decoded, received, started, reasons, [], None, unknown)
         normalized = validated.data
         checks = self._checks.get(event.type, ())
+        if not checks:  # the verdict below, without gathering answers from no checks
+            return self._verdict(record, decoded, received, started, [], [], normalized, unknown)
         as_given = validated.model if validated.model is not None else normalized
         results, errors = await self._run_checks(event.id, normalized, checks, as_given)
         rejections = [
@@ -206,7 +206,8 @@ class Pipeline:
         else:
             verdict = Verdict.VALID
         event = decoded.event
-        doc = OutcomeDocument(
+        key = record.key
+        doc = OutcomeData.build(
             outcome="invalid" if invalid else "valid",
             verdict=verdict,
             record_id=event.id,
@@ -217,18 +218,14 @@ class Pipeline:
             event=_event_without_repeats(decoded.as_received, normalized, invalid),
             normalized_data=None if invalid else normalized,
             unknown_fields=unknown,
-            input=InputCoordinates(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp,
-                key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-            ),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+            key=key.decode("utf-8", "replace") if key is not None else None,
             processor=self._processor,
-            timing=Timing(
-                received_at=received,
-                completed_at=self._now(),
-                duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
-            ),
+            received_at=received,
+            completed_at=self._now(),
+            duration_ms=round((time.perf_counter() - started) * 1000.0, 3),
         )
         return Invalid(doc) if invalid else Valid(doc)

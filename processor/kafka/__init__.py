@@ -1,8 +1,8 @@
 """The aiokafka boundary: the clients built from config, topics, and every aiokafka error.
 
 The only package of the service that imports aiokafka (its modules: ``factory``,
-``consumer``, ``transactional``, ``clients``, ``admin``, ``tools``). The rest of the service sees
-partitions as ``(topic, partition)`` tuples, offsets as ints, records as
+``partitioner``, ``consumer``, ``transactional``, ``clients``, ``admin``, ``tools``). The rest
+of the service sees partitions as ``(topic, partition)`` tuples, offsets as ints, records as
 :class:`~processor.inputs.InputRecord`, and errors from :mod:`processor.errors`:
 
 - :class:`KafkaClients`: the idempotent producer (``acks=all``, so a retried send never

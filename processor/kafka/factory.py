@@ -23,6 +23,7 @@ from aiokafka.errors import (
 
 from processor.config import KafkaConfig
 from processor.errors import PartitionFenced, RecordRejected
+from processor.kafka.partitioner import KeyHashPartitioner
 from processor.kafka.security import security_kwargs
 
 ADMIN_TIMEOUT_S = 30.0
@@ -52,6 +53,7 @@ def producer_kwargs(config: KafkaConfig) -> dict[str, Any]:
         "max_request_size": config.producer_max_request_bytes,
         "compression_type": None if config.compression == "none" else config.compression,
         "request_timeout_ms": config.request_timeout_ms,
+        "partitioner": KeyHashPartitioner(),  # aiokafka's choice, each key hashed once
     }
 
 

@@ -160,6 +160,8 @@ class ResilientCaller:
             if isinstance(answer, UpstreamResponse):
                 self._observer.call_ended("2xx", took)
                 self._breaker.record(probe, False)
+                if answer.attempts == attempts + 1:  # the first attempt: as it is (replace: 3.5 µs)
+                    return answer
                 return replace(answer, attempts=attempts + 1)
             exc = answer
             self._observer.call_ended(status_class(exc), took)

@@ -15,7 +15,7 @@ PACKAGES = ("processor", "schemas", "devtools")
 LAYERS: tuple[tuple[str, ...], ...] = (
     # values and leaves: import nothing of the service
     ("processor", "processor.errors", "processor.inputs", "processor.offsets",
-     "processor.slots", "processor.waits", "processor.logs"),
+     "processor.slots", "processor.waits", "processor.logs", "processor.documents"),
     # pure building blocks over the error tree: paths, evidence bounds, the custom-check
     # API, record types, schema comparison
     ("processor.fieldpaths", "processor.evidence", "processor.sdk", "processor.record_types",
