@@ -25,6 +25,7 @@ from processor.upstream.client import (
     UpstreamClient,
     UpstreamRequest,
     UpstreamResponse,
+    make_session,
     parse_retry_after,
 )
 from schemas.outcomes import ReasonCode
@@ -90,6 +91,19 @@ async def test_a_200_answer_is_parsed_into_a_response(
     assert response.status == 200
     assert response.body == {"email": "alice@example.com", "deliverable": True, "reason": None}
     assert response.attempts == 1
+
+
+async def test_the_service_session_sends_json_bodies_orjson_refuses(
+    simulators: StartSimulator,
+) -> None:
+    """On the service's own session a body with an integer beyond 64 bits still goes out as
+    JSON (the standard encoder takes over), and the answer is parsed."""
+    sim = await simulators(SimulatorSettings())
+    async with make_session() as own:
+        body = {"email": "alice@example.com", "customer_no": 2**70}
+        response = await _client(own, sim.url).call(_request(body=body))
+    assert response.body["deliverable"] is True
+    assert _stats(sim)["requests_total"] == 1
 
 
 async def test_every_call_sends_its_idempotency_key(
