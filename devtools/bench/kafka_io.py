@@ -149,6 +149,25 @@ class CommittedCounter:
         return sum(meta.offset for tp, meta in offsets.items() if tp.topic == self._topic)
 
 
+async def stable_members(bootstrap: str, group: str) -> int:
+    """How many members ``group`` has once it is Stable (every member holds its assignment);
+    0 while it is still joining, rebalancing, or unknown."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await asyncio.wait_for(admin.start(), TIMEOUT_S)
+    try:
+        answers = await asyncio.wait_for(admin.describe_consumer_groups([group]), TIMEOUT_S)
+    except KafkaError:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 10)
+    for answer in answers:
+        for described in answer.groups:  # (error, id, state, protocol type, protocol, members)
+            if described[1] == group and described[2] == "Stable":
+                return len(described[5])
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class OutcomeTimes:
     """Per outcome: when the broker appended it, and when its input was produced (s)."""

@@ -3,7 +3,10 @@
 :class:`Sampler` runs in its own thread (so ``/proc`` reads never block the harness's event
 loop) and records, every ``interval_s``, the wall-clock time, the CPU seconds (user +
 system) and the resident memory of the process tree: with ``--workers`` the supervisor and
-its workers. Linux only, like the rest of the harness.
+its workers, each also on its own (``per_pid``). :func:`machine_busy_seconds` reads the
+whole machine's busy CPU seconds, and :func:`neighbours` finds the broker and the simulator
+among the harness's own children, so a row can say where the cores went. Linux only, like
+the rest of the harness.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ class Sampler(threading.Thread):
         #: The largest sum over the tree of each process's own peak (VmHWM); for a single
         #: process its exact peak, for several an upper bound of their joint peak.
         self.peak_rss_mib = 0.0
+        #: CPU seconds of each process of the tree, as last seen.
+        self.per_pid: dict[int, float] = {}
+        #: Optional: also sample the machine's busy CPU seconds (``machine`` series).
+        self.machine: list[tuple[float, float]] = []
+        #: Samplers of the processes sharing the machine (broker, simulator), by name.
+        self.others: dict[str, Sampler] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -85,7 +94,10 @@ class Sampler(threading.Thread):
     def sample(self) -> None:
         pids = process_tree(self.pid)
         now = time.time()
+        for p in pids:
+            self.per_pid[p] = max(self.per_pid.get(p, 0.0), cpu_seconds(p))
         spent = sum(cpu_seconds(p) for p in pids)
+        self.machine.append((now, machine_busy_seconds()))
         if self.cpu:  # a process that is gone reads as 0: the series never goes back
             spent = max(spent, self.cpu[-1][1])
         self.cpu.append((now, spent))
@@ -98,3 +110,26 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join(5)
         self.sample()
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (every core; not idle, not I/O wait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+
+
+def neighbours(root: int) -> dict[str, int]:
+    """The broker (a ``java`` process) and the upstream simulator among ``root``'s
+    descendants, by name; whichever is not found is left out."""
+    found: dict[str, int] = {}
+    for pid in process_tree(root)[1:]:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"java"):
+            found.setdefault("broker", pid)
+        elif b"devtools.simulator" in cmdline:
+            found.setdefault("simulator", pid)
+    return found

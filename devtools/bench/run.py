@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -32,9 +33,10 @@ from devtools.bench.kafka_io import (
     produce_backlog,
     produce_paced,
     read_outcomes,
+    stable_members,
 )
 from devtools.bench.peers import comparisons, peer_runs
-from devtools.bench.procs import Sampler
+from devtools.bench.procs import Sampler, neighbours
 from devtools.bench.report import Result, machine, markdown, table
 from devtools.bench.stats import (
     Target,
@@ -68,7 +70,7 @@ class Sizes:
     upstream_bound: int = 40_000
     rate_limited: int = 12_500
     latency_s: float = 20.0
-    scale: int = 40_000
+    scale: int = 100_000
     memory: int = 1_000_000
     memory_s: float = 30.0
     api: int = 10_000
@@ -154,11 +156,14 @@ class Bench:
         with (self.work / f"{name}.log").open("wb") as log:
             proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log, cwd=REPO_ROOT)
         sampler = Sampler(proc.pid)
-        sampler.start()
+        sampler.others = {name: Sampler(pid) for name, pid in neighbours(os.getpid()).items()}
+        for each in (sampler, *sampler.others.values()):
+            each.start()
         try:
             yield sampler
         finally:
-            sampler.stop()
+            for each in (sampler, *sampler.others.values()):
+                each.stop()
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
             try:
@@ -178,12 +183,26 @@ class Bench:
             seen = await counter.count()
         return seen
 
+    async def _joined(self, group: str, members: int, timeout_s: float = 60) -> float:
+        """Wait (bounded) until ``group`` is Stable with ``members`` members; when (epoch s)."""
+        deadline = time.monotonic() + timeout_s
+        while await stable_members(self.bootstrap, group) < members:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{group}: not {members} stable members in {timeout_s:g}s")
+            await asyncio.sleep(0.1)  # a bounded poll of the group's state
+        return time.time()
+
     async def backlog_run(
         self, name: str, count: int, cmd: Callable[[TopicsConfig], list[str]],
-        corpus: Sequence[CorpusRecord], exactly_once: bool = False,
+        corpus: Sequence[CorpusRecord], exactly_once: bool = False, members: int = 1,
     ) -> Result:  # fmt: skip
         """Produce ``count`` records, then let the system under test work through them
-        (``exactly_once``: until the group committed them all, outcomes in transactions)."""
+        (``exactly_once``: until the group committed them all, outcomes in transactions).
+
+        ``members`` > 1 (``--workers``): the steady window starts only once the group is
+        Stable with that many members, so the rate is that of all of them at work, not of
+        the first one draining alone while the others join.
+        """
         topics = self.topics(name)
         outcome_topics = [topics.valid, topics.invalid, topics.dead_letter]
         await create_topics(self.bootstrap, topics.input, outcome_topics, PARTITIONS)
@@ -195,21 +214,28 @@ class Bench:
             if exactly_once
             else OutcomeCounter(self.bootstrap, outcome_topics, PARTITIONS)
         )
+        joined_at = 0.0
         async with counting as counter, self.launched(name, cmd(topics)) as sampler:
+            if members > 1:
+                joined_at = await self._joined(f"group-{topics.input}", members)
             done = await self._until(counter, count, timeout_s=60 + count / 200)
         took = time.monotonic() - started
         times = await read_outcomes(
             self.bootstrap, outcome_topics, done, with_inputs=False,
             isolation_level="read_committed" if exactly_once else "read_uncommitted",
         )  # fmt: skip
-        window = steady_window(sorted(times.appended_s))
+        window = steady_window(sorted(t for t in times.appended_s if t >= joined_at))
         result = Result(
             scenario=name, records=count, records_per_s=round(window.rate, 1),
             cpu_s_per_1k=round(cpu_per_1k(sampler.cpu, window), 4),
             peak_rss_mib=round(sampler.peak_rss_mib, 1),
             extra={"outcomes": done, "wall_s": round(took, 1),
-                   "window_s": round(window.end_s - window.start_s, 2)},
+                   "window_s": round(window.end_s - window.start_s, 2),
+                   **cores_used(sampler, window.start_s, window.end_s)},
         )  # fmt: skip
+        workers = [cpu for pid, cpu in sampler.per_pid.items() if pid != sampler.pid]
+        if len(workers) > 1:  # --workers: the supervisor's children, whole run
+            result.extra["worker_cpu_s"] = sorted(round(cpu, 1) for cpu in workers)
         if done < count:
             result.notes = f"only {done:,} of {count:,} outcomes in time"
         return result
@@ -256,6 +282,21 @@ class Bench:
 
 def _cpu_between(sampler: Sampler, start: float, end: float) -> float:
     return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
+
+
+def cores_used(sampler: Sampler, start: float, end: float) -> dict[str, float]:
+    """Cores in use between ``start`` and ``end``: the whole machine's, the system under
+    test's, and each neighbour's (the broker and the simulator share the machine)."""
+    if end <= start or not sampler.machine:
+        return {}
+    span = end - start
+    used = {
+        "cores_machine": interpolate(sampler.machine, end) - interpolate(sampler.machine, start),
+        "cores_tested": _cpu_between(sampler, start, end),
+        **{f"cores_{name}": _cpu_between(other, start, end)
+           for name, other in sampler.others.items() if other.cpu},
+    }  # fmt: skip
+    return {name: round(seconds / span, 2) for name, seconds in used.items()}
 
 
 def _judge(result: Result, bound: float, bound_is: str, target: Target) -> Result:
@@ -353,12 +394,13 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         scale = await bench.backlog_run(
             "scale", sizes.scale,
             lambda t: proc_cmd(bench.config("scale", t, checks=False), workers=2), corpus,
+            members=2,
         )  # fmt: skip
         one = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
         _judge(scale, 2 * one, "2 x schema-only records/s", Target())
         if one and scale.records_per_s:
             scale.extra["speedup"] = round(scale.records_per_s / one, 2)
-            scale.notes = f"{scale.extra['speedup']}x one worker"
+            scale.notes = f"{scale.extra['speedup']}x one worker; " + _where_cores(scale)
         results.append(scale)
 
     if wanted("memory"):
@@ -378,6 +420,19 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             latency_ms=UPSTREAM_LATENCY_MS,
         ))  # fmt: skip
     return results
+
+
+def _where_cores(result: Result) -> str:
+    """Where the machine's cores went in a row's steady window (from :func:`cores_used`)."""
+    extra = result.extra
+    if "cores_machine" not in extra:
+        return ""
+    parts = [f"{name.removeprefix('cores_')} {extra[name]:.2f}" for name in extra
+             if name.startswith("cores_") and name != "cores_machine"]  # fmt: skip
+    workers = extra.get("worker_cpu_s")
+    if workers:
+        parts.append("CPU s per worker " + "/".join(f"{w:.1f}" for w in workers))
+    return f"{extra['cores_machine']:.2f} of {os.cpu_count()} cores busy (" + ", ".join(parts) + ")"
 
 
 async def _rate_limited(bench: Bench, sizes: Sizes, corpus: Sequence[CorpusRecord]) -> Result:

@@ -37,6 +37,10 @@ async def test_passthrough_and_schema_only_measure_every_record(
         assert result.peak_rss_mib is not None
         assert result.peak_rss_mib > 10
     assert schema_only.bound == passthrough.records_per_s
+    # where the cores went in the window: the machine, the processor, the broker beside it
+    cores = schema_only.extra
+    assert cores["cores_machine"] >= cores["cores_tested"] > 0, cores
+    assert cores["cores_broker"] > 0, cores
     assert schema_only.ratio is not None
     outcome_log = (bench.work / "schema-only.log").read_text()
     assert '"processor.stopped"' in outcome_log  # the processor ran and shut down cleanly
