@@ -208,11 +208,13 @@ async def _supervise(config: Path | None, workers: int, settings: Settings) -> i
 
 #: Allocations between young-generation collections (CPython's default is 700). A record
 #: allocates hundreds of short-lived objects while thousands of records are in flight, so
-#: the default collects every few records and walks the in-flight graph each time.
-#: ``make bench``: schema-only 0.182 -> 0.169 CPU s per 1,000 records at 10,000 (0.145 at
-#: 50,000), but cyclic garbage then waits longer: rate-limited, with 5,000 records queued
-#: for tokens, peaks at 157 MiB (303 MiB at 50,000; 113 MiB with the default).
-GC_YOUNG_THRESHOLD = 10_000
+#: a small threshold collects every few records and walks the in-flight graph each time,
+#: for nothing: a run of 4,000 rate-limited records left no cyclic garbage but start-up's
+#: (``gc.DEBUG_SAVEALL``). Measured over 30,000 upstream-bound records: 2.1 s of 27.4 s CPU
+#: in the collector at 10,000, 0.12 s of 23.8 s at 100,000; ``make bench`` at half scale
+#: (same run, noisy machine) schema-only 3,946 -> 4,386 records/s, upstream-bound 1,145 ->
+#: 1,252, peak RSS unchanged (rate-limited 98 MiB, 500,000-record backlog 113-117 MiB).
+GC_YOUNG_THRESHOLD = 100_000
 
 
 def _tune_gc() -> None:
