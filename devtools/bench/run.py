@@ -275,6 +275,7 @@ class Bench:
             bound_is="target rate; ratio: inputs answered", ratio=round(delivered, 4),
             target=str(Target(low=1.0)), met=Target(low=1.0).met(delivered),
             extra={"offered_per_s": rate, "latency_samples": len(latencies),
+                   **cores_used(sampler, measured_from, measured_to),
                    "p90_ms": round(percentile(latencies, 90), 1),
                    "max_ms": round(max(latencies), 1)},
         )  # fmt: skip
@@ -388,6 +389,11 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         )
         floor.notes = "the stack's own latency at the same rate"
         results.append(floor)
+        processed = results[-2]
+        processed.notes = (f"p99 {processed.p99_ms:g} ms against the copy loop's "
+                           f"{floor.p99_ms:g} ms at the same rate, over a "
+                           f"{UPSTREAM_LATENCY_MS:g} ms upstream; "
+                           + _where_cores(processed))  # fmt: skip
 
     if wanted("scale"):
         console.print("[bold]scale[/]: schema-only with --workers 2")
