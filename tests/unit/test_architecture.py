@@ -17,9 +17,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor", "processor.errors", "processor.inputs", "processor.offsets",
      "processor.slots", "processor.waits", "processor.logs", "processor.documents"),
     # pure building blocks over the error tree: paths, evidence bounds, the custom-check
-    # API, record types, schema comparison
+    # API, record types, schema comparison, batch endpoints
     ("processor.fieldpaths", "processor.evidence", "processor.sdk", "processor.record_types",
-     "processor.schema_compat", "processor.payloads"),
+     "processor.schema_compat", "processor.payloads", "processor.batchplan"),
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
