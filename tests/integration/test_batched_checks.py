@@ -40,7 +40,7 @@ async def test_the_batcher_over_http_answers_each_item_as_the_single_endpoint(
     emails = [f"{local[i]}.{i}@{domain[i]}" for i in range(120)]
     sizes: list[int] = []
     async with make_session() as session:
-        config = UpstreamConfig(base_url=simulator_url)  # type: ignore[arg-type]
+        config = UpstreamConfig(base_url=simulator_url)
         caller = ResilientCaller(
             UpstreamClient("email", config, session), retry=RetryConfig(), max_concurrency=8,
             breaker=CircuitBreaker("email", BreakerConfig(), WaitBoard()),
