@@ -25,6 +25,7 @@ import aiohttp
 from rich.console import Console
 
 from devtools.bench.api_load import api_row
+from devtools.bench.batched import rate_limited_batched, upstream_bound_batched
 from devtools.bench.kafka_io import (
     CommittedCounter,
     OutcomeCounter,
@@ -35,13 +36,14 @@ from devtools.bench.kafka_io import (
 )
 from devtools.bench.peers import comparisons, peer_runs
 from devtools.bench.procs import Sampler
-from devtools.bench.report import Result, machine, markdown, table
+from devtools.bench.report import Result, judge, machine, markdown, table
 from devtools.bench.stats import (
     Target,
     cpu_per_1k,
     interpolate,
     percentile,
     steady_window,
+    upstream_bound,
 )
 from devtools.corpus import CorpusRecord, bench_records, build_corpus
 from devtools.local_kafka import REPO_ROOT
@@ -258,14 +260,6 @@ def _cpu_between(sampler: Sampler, start: float, end: float) -> float:
     return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
 
 
-def _judge(result: Result, bound: float, bound_is: str, target: Target) -> Result:
-    result.bound, result.bound_is, result.target = round(bound, 1), bound_is, str(target)
-    if result.records_per_s is not None and bound > 0:
-        result.ratio = round(result.records_per_s / bound, 3)
-    result.met = target.met(result.ratio)
-    return result
-
-
 async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
     """Run the chosen scenarios in order (later ones take their bounds from earlier ones)."""
     results: list[Result] = []
@@ -284,7 +278,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             "passthrough", sizes.passthrough, lambda t: bench.passthrough_cmd("passthrough", t),
             corpus,
         )  # fmt: skip
-        results.append(_judge(passthrough, passthrough.records_per_s or 0, "itself", Target()))
+        results.append(judge(passthrough, passthrough.records_per_s or 0, "itself", Target()))
 
     if wanted("schema-only"):
         console.print("[bold]schema-only[/]: the processor, schema validation, no checks")
@@ -293,7 +287,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             lambda t: proc_cmd(bench.config("schema-only", t, checks=False)), corpus,
         )  # fmt: skip
         bound = passthrough.records_per_s if passthrough and passthrough.records_per_s else 0
-        results.append(_judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
+        results.append(judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
 
     peers = await peer_runs(bench, sizes.schema_only, corpus, wanted, console.print)
     results += [*peers, *comparisons(schema_only, passthrough, peers)]
@@ -307,10 +301,12 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             corpus, exactly_once=True,
         )  # fmt: skip
         bound = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
-        results.append(_judge(exactly_once, bound, "schema-only records/s", Target()))
+        results.append(judge(exactly_once, bound, "schema-only records/s", Target()))
         if bound and exactly_once.records_per_s:
             exactly_once.notes = f"{exactly_once.records_per_s / bound:.2f}x schema-only"
 
+    schema_rate = schema_only.records_per_s if schema_only else None
+    up_bound = upstream_bound(CONCURRENCY, UPSTREAM_LATENCY_MS, schema_rate)
     if wanted("upstream-bound"):
         console.print(f"[bold]upstream-bound[/]: e-mail check, {UPSTREAM_LATENCY_MS:g} ms fixed")
         await bench.simulator_set(latency_ms=UPSTREAM_LATENCY_MS, latency_distribution="fixed",
@@ -319,14 +315,21 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             "upstream-bound", sizes.upstream_bound,
             lambda t: proc_cmd(bench.config("upstream-bound", t, checks=True)), corpus,
         )  # fmt: skip
-        little = CONCURRENCY / (UPSTREAM_LATENCY_MS / 1000)
-        schema_rate = schema_only.records_per_s if schema_only else None
-        bound = min(little, schema_rate) if schema_rate else little
-        bound_is = "Little's law" if bound == little else "schema-only records/s"
-        results.append(_judge(upstream, bound, bound_is, Target(low=0.90)))
+        results.append(judge(upstream, *up_bound, Target(low=0.90)))
 
-    if wanted("rate-limited"):
-        results.append(await _rate_limited(bench, sizes, corpus))
+    if wanted("upstream-bound-batched"):
+        batched = await upstream_bound_batched(
+            bench, sizes, corpus, UPSTREAM_LATENCY_MS, console.print
+        )
+        results.append(judge(batched, *up_bound, Target(low=0.90)))
+
+    rate_limited = await _rate_limited(bench, sizes, corpus) if wanted("rate-limited") else None
+    results += [rate_limited] if rate_limited else []
+
+    if wanted("rate-limited-batched"):
+        results += await rate_limited_batched(
+            bench, sizes, corpus, RATE_LIMIT_RPS, rate_limited, console.print
+        )
 
     if wanted("latency"):
         max_rate = (upstream.records_per_s if upstream else None) or 1_000.0
@@ -355,7 +358,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             lambda t: proc_cmd(bench.config("scale", t, checks=False), workers=2), corpus,
         )  # fmt: skip
         one = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
-        _judge(scale, 2 * one, "2 x schema-only records/s", Target())
+        judge(scale, 2 * one, "2 x schema-only records/s", Target())
         if one and scale.records_per_s:
             scale.extra["speedup"] = round(scale.records_per_s / one, 2)
             scale.notes = f"{scale.extra['speedup']}x one worker"
