@@ -319,7 +319,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
 
     if wanted("upstream-bound-batched"):
         batched = await upstream_bound_batched(
-            bench, sizes, corpus, UPSTREAM_LATENCY_MS, console.print
+            bench, sizes.upstream_bound, corpus, UPSTREAM_LATENCY_MS, console.print
         )
         results.append(judge(batched, *up_bound, Target(low=0.90)))
 
@@ -328,7 +328,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
 
     if wanted("rate-limited-batched"):
         results += await rate_limited_batched(
-            bench, sizes, corpus, RATE_LIMIT_RPS, rate_limited, console.print
+            bench, sizes.upstream_bound, corpus, RATE_LIMIT_RPS, rate_limited, console.print
         )
 
     if wanted("latency"):

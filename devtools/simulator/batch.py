@@ -8,17 +8,10 @@ without a non-empty ``items`` list 400, as batch verification APIs answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Callable
 
-from devtools.simulator.verdicts import ANSWERS, BATCH_SUFFIX, MalformedRequestError
-
+#: A single endpoint's answer to a decoded body; raises ValueError for a malformed one.
 Answer = Callable[[object], dict[str, object]]
-
-#: Batch path -> the single endpoint's answer function.
-BATCH_ANSWERS: Final[Mapping[str, Answer]] = {
-    path + BATCH_SUFFIX: answer for path, answer in ANSWERS.items()
-}
 
 
 def answer_batch(answer: Answer, body: object, max_items: int) -> tuple[int, dict[str, object]]:
@@ -32,6 +25,6 @@ def answer_batch(answer: Answer, body: object, max_items: int) -> tuple[int, dic
     for item in items:
         try:
             results.append({**answer(item), "status": 200})
-        except MalformedRequestError as exc:
+        except ValueError as exc:  # MalformedRequestError
             results.append({"status": 400, "error": str(exc)})
     return 200, {"results": results}

@@ -48,10 +48,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from devtools.simulator.batch import BATCH_ANSWERS, answer_batch
+from devtools.simulator.batch import answer_batch
 from devtools.simulator.stats import SimulatorStats, Status
 from devtools.simulator.verdicts import (
     ANSWERS,
+    BATCH_SUFFIX,
     LATENCY_DISTRIBUTIONS,
     OUTAGE_MODES,
     RETRY_AFTER_FORMATS,
@@ -68,6 +69,8 @@ from devtools.simulator.verdicts import (
 LOOPBACK_HOST: Final = "127.0.0.1"
 OTHER_PATH: Final = "other"
 _CONTROL_PATHS: Final = frozenset({"/_stats", "/_requests", "/_control", "/_reset", "/healthz"})
+#: ``<path>/batch`` -> the single endpoint's answer, for each POST endpoint.
+BATCH_ANSWERS: Final = {path + BATCH_SUFFIX: answer for path, answer in ANSWERS.items()}
 
 Sleep = Callable[[float], Awaitable[None]]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

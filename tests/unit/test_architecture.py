@@ -213,7 +213,8 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
     (  # foundations: import no other devtools module
         "devtools", "devtools.corpus", "devtools.hostile", "devtools.local_kafka",
         "devtools.simulator.stats",
-        "devtools.simulator.verdicts", "devtools.bench", "devtools.bench.stats",
+        "devtools.simulator.verdicts", "devtools.simulator.batch", "devtools.bench",
+        "devtools.bench.stats",
         "devtools.bench.procs", "devtools.bench.passthrough", "devtools.bench.peer_job",
     ),
     (  # what the tools are built from: the simulator's server, the stack, the referee
@@ -222,9 +223,9 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
         "devtools.bench.kafka_io", "devtools.bench.report",
         "devtools.bench.peer_quix", "devtools.bench.peer_faststream",  # the peer contestants
     ),
-    # a package's face, the bench's chart, its API scenario and its peers
+    # a package's face, the bench's chart, its API scenario, its peers and batched rows
     ("devtools.simulator", "devtools.bench.chart", "devtools.bench.api_load",
-     "devtools.bench.peers"),
+     "devtools.bench.peers", "devtools.bench.batched"),
     ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
     ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
 )  # fmt: skip
