@@ -9,7 +9,9 @@ batch, which is sent when it holds ``max_items`` or its oldest item has waited
 ``max_wait_ms``, whichever comes first; each answer is handed back to its item's caller.
 
 Resilience is per request, through the same caller's pieces: one breaker admission, one
-concurrency slot and one rate-limit token per batch request, the breaker counting requests.
+concurrency slot and one rate-limit token per batch request, the breaker counting requests;
+while a batch waits for an open breaker, the partition of each of its records is blocked
+(paused), as a single call's is.
 A retry re-sends only the items without a definite answer (missing, or a 429/5xx of their
 own); an item with an answer is done. Every item still waiting has been in every attempt, so
 the batch's attempts and time spent are each item's, under the same ``max_attempts`` and
@@ -24,19 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from processor.batchplan import AGAIN, BAD, DEFINITE, BatchConfig
 from processor.errors import UpstreamBadResponse, UpstreamError, UpstreamUnavailable
 from processor.upstream.client import UpstreamRequest, UpstreamResponse
 from processor.upstream.resilient import ResilientCaller
+from processor.waits import CURRENT_PARTITION
 
 
 @dataclass(slots=True)
 class _Item:
     request: UpstreamRequest
     future: asyncio.Future[UpstreamResponse]
+    #: The record's partition: blocked (paused) while its batch waits for an open breaker.
+    partition: Hashable | None
 
 
 class Batcher:
@@ -62,7 +67,7 @@ class Batcher:
 
     def _enqueue(self, request: UpstreamRequest) -> asyncio.Future[UpstreamResponse]:
         future: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
-        self._open.append(_Item(request, future))
+        self._open.append(_Item(request, future, CURRENT_PARTITION.get()))
         if len(self._open) >= self._cfg.max_items:
             self.flush()
         elif self._timer is None:
@@ -110,7 +115,7 @@ class Batcher:
         caller, attempts, spent_s = self._caller, 0, 0.0
         waiting = [item for item in items if not item.future.done()]
         while waiting:
-            probe = await caller.admit()
+            probe = await caller.admit([item.partition for item in waiting])
             waiting = [item for item in waiting if not item.future.done()]  # callers gone
             if not waiting:
                 return

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -137,9 +137,10 @@ class ResilientCaller:
         cap = min(self._retry.backoff_max_s, self._retry.backoff_initial_s * 2 ** (attempt - 1))
         return self._rng.uniform(0, cap)
 
-    async def admit(self) -> bool:
-        """Wait for the breaker to let a request out; True if it is a half-open probe."""
-        return await self._breaker.admit()
+    async def admit(self, partitions: Iterable[Hashable | None] = ()) -> bool:
+        """Wait for the breaker to let a request out, ``partitions`` (a batch's records')
+        blocked meanwhile; True if it is a half-open probe."""
+        return await self._breaker.admit(partitions)
 
     async def attempt(
         self, request: UpstreamRequest

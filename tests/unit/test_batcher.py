@@ -14,7 +14,15 @@ from processor.upstream.batcher import Batcher
 from processor.upstream.breaker import BreakerState
 from processor.upstream.client import UpstreamRequest, UpstreamResponse
 from processor.upstream.limiter import TokenBucket
-from tests.unit.test_resilient_caller import BOUND_S, UPSTREAM, Rig, _request, server_error
+from processor.waits import CURRENT_PARTITION
+from tests.unit.test_resilient_caller import (
+    BOUND_S,
+    SHORT_OPEN_S,
+    UPSTREAM,
+    Rig,
+    _request,
+    server_error,
+)
 
 BATCH_PATH = "/v1/email/verify/batch"
 #: Long enough that only a full batch is sent in a test (a timed flush would hang it).
@@ -159,6 +167,24 @@ async def test_the_breaker_counts_batch_requests_not_items() -> None:
     assert rig.breaker.state is BreakerState.CLOSED
     assert rig.observer.of("call_ended") == [("5xx", 0.0), ("5xx", 0.0), ("2xx", 0.0)]
     assert {a.attempts for a in answers if isinstance(a, UpstreamResponse)} == {3}
+
+
+async def test_an_open_breaker_blocks_the_partition_of_every_record_in_the_batch() -> None:
+    """While a batch waits for an open breaker, each of its records' partitions is blocked."""
+    breaker = BreakerConfig(consecutive_failures=1, open_s=SHORT_OPEN_S)
+    rig = Rig([server_error(), verify], breaker=breaker, real_breaker_clock=True)
+    batcher = Batched(rig, max_items=2).batcher
+
+    async def lane(partition: int, email: str) -> UpstreamResponse:
+        CURRENT_PARTITION.set(("orders", partition))
+        return await batcher.call(_request(email, record=email))
+
+    answers = await asyncio.wait_for(asyncio.gather(lane(1, "a@x"), lane(2, "b@x")), BOUND_S)
+    assert [a.attempts for a in answers] == [2, 2]
+    half_opened_with = [blocked for state, blocked in rig.transitions
+                        if state is BreakerState.HALF_OPEN]  # fmt: skip
+    assert half_opened_with == [{("orders", 1), ("orders", 2)}]
+    assert rig.board.blocked() == set()
 
 
 async def test_one_rate_limit_token_per_batch_request() -> None:
