@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from processor.batchplan import BatchConfig
 from processor.errors import FieldMissingError
 from processor.evidence import bounded
 from processor.fieldpaths import (
@@ -220,7 +221,7 @@ def compile_check(cfg: CheckConfig) -> CheckPlan | None:
         _path("when_present", cfg.when_present)
     if cfg.custom is not None:
         used = [k for k in ("method", "path", "query", "body", "for_each", "max_items",
-                            "pass_field", "pass_equals", "pass_when", "reason_field")
+                            "pass_field", "pass_equals", "pass_when", "reason_field", "batch")
                 if k in cfg.model_fields_set]  # fmt: skip
         if used:
             raise ValueError(f"a custom check takes no {', '.join(used)}")
@@ -233,6 +234,8 @@ def compile_check(cfg: CheckConfig) -> CheckPlan | None:
         path = compile_template(cfg.path)
     except ValueError as exc:
         raise ValueError(f"path: {exc}") from None
+    if cfg.batch is not None:
+        _batchable(cfg, cfg.batch)
     for_each = None
     if cfg.for_each is not None:
         for_each = _path("for_each", cfg.for_each, one_value=True)
@@ -248,6 +251,19 @@ def compile_check(cfg: CheckConfig) -> CheckPlan | None:
         condition=_condition(cfg),
         reason=None if cfg.reason_field is None else _path("reason_field", cfg.reason_field),
     )
+
+
+def _batchable(cfg: CheckConfig, batch: BatchConfig) -> None:
+    """A batch item is the single call's JSON body, so the single call must be a POST whose
+    path and query say nothing about the record."""
+    if cfg.method != "POST" or not cfg.body:
+        raise ValueError("batch: needs a POST check with a body (a batch item is that body)")
+    if "{" in (cfg.path or "") or cfg.query:
+        raise ValueError("batch: the check's path has placeholders or a query: a batch item "
+                         "carries only the body")  # fmt: skip
+    if batch.item_key is not None and batch.item_key not in cfg.body:
+        raise ValueError(f"batch.item_key: {batch.item_key} is not a key of body "
+                         f"({', '.join(cfg.body)})")  # fmt: skip
 
 
 def record_paths(cfg: CheckConfig) -> list[tuple[str, FieldPath]]:
@@ -346,6 +362,7 @@ class CheckConfig(_FrozenSpec):
     reason_field: str | None = None
     when_present: str | None = Field(default=None, description="run only if this field is set")
     required: bool = True
+    batch: BatchConfig | None = Field(default=None, description="a batch endpoint (optional)")
     _plan: CheckPlan | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

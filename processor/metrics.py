@@ -103,6 +103,11 @@ class Metrics:
             "processor_upstream_retries", "Retries scheduled, by what failed.",
             ["upstream", "reason"], registry=r,
         )  # fmt: skip
+        self.upstream_batch_items = Histogram(
+            "processor_upstream_batch_items", "Items in one batch request (its _count: batch "
+            "requests, _sum: items sent, retries included).", ["upstream"], registry=r,
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+        )  # fmt: skip
         self.upstream_cache = Counter(
             "processor_upstream_cache", "Cache lookups: hit, coalesced (joined), miss.",
             ["upstream", "result"], registry=r,

@@ -15,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from processor.checkplan import CheckConfig
 from processor.checks import Check
 from processor.config import Settings
 from processor.metrics import Metrics
 from processor.pipeline import Pipeline
-from processor.upstream import Session, UpstreamClient
+from processor.upstream import Caller, Session, UpstreamClient
+from processor.upstream.batcher import Batcher
 from processor.upstream.breaker import BreakerState, CircuitBreaker
 from processor.upstream.cache import ResponseCache
 from processor.upstream.limiter import TokenBucket
@@ -70,9 +72,16 @@ def build_validation(
             cache=ResponseCache(cfg.cache.ttl_s, cfg.cache.max_entries),
             observer=observer,
         )
+
+    def caller(check: CheckConfig) -> Caller:
+        if check.batch is None:
+            return callers[check.upstream]
+        observe = metrics.upstream_batch_items.labels(check.upstream).observe
+        return Batcher(callers[check.upstream], check.batch, observe)
+
     checks = {
         rtype: [
-            Check(c, callers[c.upstream], activity, metrics.check_seconds.labels(c.name).observe)
+            Check(c, caller(c), activity, metrics.check_seconds.labels(c.name).observe)
             for c in cfgs
         ]
         for rtype, cfgs in settings.checks.items()

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from contextvars import ContextVar
 
 #: The partition of the record the current task works on (None outside a lane).
@@ -28,19 +28,19 @@ class WaitBoard:
         self._waiting: Counter[Hashable] = Counter()
 
     @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Mark the current task's partition as blocked for the duration of the block."""
-        partition = CURRENT_PARTITION.get()
-        if partition is None:
-            yield
-            return
-        self._waiting[partition] += 1
+    def waiting(self, also: Iterable[Hashable | None] = ()) -> Iterator[None]:
+        """Mark the current task's partition, and ``also`` those (a batch's records'), as
+        blocked for the duration of the block."""
+        partitions = {CURRENT_PARTITION.get(), *also} - {None}
+        for partition in partitions:
+            self._waiting[partition] += 1
         try:
             yield
         finally:
-            self._waiting[partition] -= 1
-            if self._waiting[partition] <= 0:
-                del self._waiting[partition]
+            for partition in partitions:
+                self._waiting[partition] -= 1
+                if self._waiting[partition] <= 0:
+                    del self._waiting[partition]
 
     def blocked(self) -> set[Hashable]:
         """Partitions with at least one record waiting."""

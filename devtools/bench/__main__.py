@@ -1,7 +1,7 @@
-"""``python -m devtools.bench``: see :mod:`devtools.bench.run`."""
+"""``python -m devtools.bench``: see :mod:`devtools.bench.run` and :mod:`devtools.bench.cli`."""
 
 import sys
 
-from devtools.bench.run import main
+from devtools.bench.cli import main
 
 sys.exit(main())

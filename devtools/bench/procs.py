@@ -15,6 +15,9 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from devtools.bench.stats import interpolate
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -133,3 +136,34 @@ def neighbours(root: int) -> dict[str, int]:
         elif b"devtools.simulator" in cmdline:
             found.setdefault("simulator", pid)
     return found
+
+
+def cpu_between(sampler: Sampler, start: float, end: float) -> float:
+    return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
+
+
+def cores_used(sampler: Sampler, start: float, end: float) -> dict[str, float]:
+    """Cores in use between ``start`` and ``end``: the whole machine's, the system under
+    test's, and each neighbour's (the broker and the simulator share the machine)."""
+    if end <= start or not sampler.machine:
+        return {}
+    span = end - start
+    used = {
+        "cores_machine": interpolate(sampler.machine, end) - interpolate(sampler.machine, start),
+        "cores_tested": cpu_between(sampler, start, end),
+        **{f"cores_{name}": cpu_between(other, start, end)
+           for name, other in sampler.others.items() if other.cpu},
+    }  # fmt: skip
+    return {name: round(seconds / span, 2) for name, seconds in used.items()}
+
+
+def where_cores(extra: dict[str, Any]) -> str:
+    """Where the machine's cores went, in words, from a row's ``extra`` (:func:`cores_used`)."""
+    if "cores_machine" not in extra:
+        return ""
+    parts = [f"{name.removeprefix('cores_')} {extra[name]:.2f}" for name in extra
+             if name.startswith("cores_") and name != "cores_machine"]  # fmt: skip
+    workers = extra.get("worker_cpu_s")
+    if workers:
+        parts.append("CPU s per worker " + "/".join(f"{w:.1f}" for w in workers))
+    return f"{extra['cores_machine']:.2f} of {os.cpu_count()} cores busy (" + ", ".join(parts) + ")"

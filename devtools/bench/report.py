@@ -14,6 +14,7 @@ import aiokafka
 from rich.table import Table
 
 import processor
+from devtools.bench.stats import Target
 from devtools.local_kafka import POM, kafka_version
 
 
@@ -35,6 +36,15 @@ class Result:
     met: bool | None = None
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def judge(result: Result, bound: float, bound_is: str, target: Target) -> Result:
+    """Set ``result``'s bound, its ratio to it and the verdict against ``target``."""
+    result.bound, result.bound_is, result.target = round(bound, 1), bound_is, str(target)
+    if result.records_per_s is not None and bound > 0:
+        result.ratio = round(result.records_per_s / bound, 3)
+    result.met = target.met(result.ratio)
+    return result
 
 
 def machine() -> dict[str, Any]:

@@ -3,16 +3,13 @@
 Starts a local broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``) and the upstream simulator,
 then measures each scenario side by side in one run, every system under test in its own
 process, sampled from ``/proc`` (see ``docs/benchmarks.md`` for what each scenario means
-and why it is measured that way). Prints a table, and writes
-``bench/results/<timestamp>.json`` and ``.png``.
+and why it is measured that way). The command line is :mod:`devtools.bench.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -26,6 +23,7 @@ import aiohttp
 from rich.console import Console
 
 from devtools.bench.api_load import api_row
+from devtools.bench.batched import rate_limited_batched, upstream_bound_batched
 from devtools.bench.kafka_io import (
     CommittedCounter,
     OutcomeCounter,
@@ -36,18 +34,18 @@ from devtools.bench.kafka_io import (
     stable_members,
 )
 from devtools.bench.peers import comparisons, peer_runs
-from devtools.bench.procs import Sampler, neighbours
-from devtools.bench.report import Result, machine, markdown, table
+from devtools.bench.procs import Sampler, cores_used, cpu_between, neighbours, where_cores
+from devtools.bench.report import Result, judge
 from devtools.bench.stats import (
     Target,
     cpu_per_1k,
-    interpolate,
     percentile,
     steady_window,
+    upstream_bound,
 )
 from devtools.corpus import CorpusRecord, bench_records, build_corpus
 from devtools.local_kafka import REPO_ROOT
-from devtools.stack import RUN_DIR, config_data, running, save_config, topics_named
+from devtools.stack import RUN_DIR, config_data, save_config, topics_named
 from processor.config import TopicsConfig
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -266,7 +264,7 @@ class Bench:
                                                     strict=True) if p >= measured_from]  # fmt: skip
         offered = sent / seconds  # the paced phase; measured_to also covers its flush
         delivered = len(latencies) / sent if sent else 0.0  # share of the inputs answered
-        cpu_spent = _cpu_between(sampler, measured_from, measured_to)
+        cpu_spent = cpu_between(sampler, measured_from, measured_to)
         return Result(
             scenario=name, records=sent, records_per_s=round(offered, 1),
             cpu_s_per_1k=round(1000 * cpu_spent / max(1, len(latencies)), 4),
@@ -279,33 +277,6 @@ class Bench:
                    "p90_ms": round(percentile(latencies, 90), 1),
                    "max_ms": round(max(latencies), 1)},
         )  # fmt: skip
-
-
-def _cpu_between(sampler: Sampler, start: float, end: float) -> float:
-    return interpolate(sampler.cpu, end) - interpolate(sampler.cpu, start)
-
-
-def cores_used(sampler: Sampler, start: float, end: float) -> dict[str, float]:
-    """Cores in use between ``start`` and ``end``: the whole machine's, the system under
-    test's, and each neighbour's (the broker and the simulator share the machine)."""
-    if end <= start or not sampler.machine:
-        return {}
-    span = end - start
-    used = {
-        "cores_machine": interpolate(sampler.machine, end) - interpolate(sampler.machine, start),
-        "cores_tested": _cpu_between(sampler, start, end),
-        **{f"cores_{name}": _cpu_between(other, start, end)
-           for name, other in sampler.others.items() if other.cpu},
-    }  # fmt: skip
-    return {name: round(seconds / span, 2) for name, seconds in used.items()}
-
-
-def _judge(result: Result, bound: float, bound_is: str, target: Target) -> Result:
-    result.bound, result.bound_is, result.target = round(bound, 1), bound_is, str(target)
-    if result.records_per_s is not None and bound > 0:
-        result.ratio = round(result.records_per_s / bound, 3)
-    result.met = target.met(result.ratio)
-    return result
 
 
 async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
@@ -326,7 +297,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             "passthrough", sizes.passthrough, lambda t: bench.passthrough_cmd("passthrough", t),
             corpus,
         )  # fmt: skip
-        results.append(_judge(passthrough, passthrough.records_per_s or 0, "itself", Target()))
+        results.append(judge(passthrough, passthrough.records_per_s or 0, "itself", Target()))
 
     if wanted("schema-only"):
         console.print("[bold]schema-only[/]: the processor, schema validation, no checks")
@@ -335,7 +306,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             lambda t: proc_cmd(bench.config("schema-only", t, checks=False)), corpus,
         )  # fmt: skip
         bound = passthrough.records_per_s if passthrough and passthrough.records_per_s else 0
-        results.append(_judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
+        results.append(judge(schema_only, bound, "passthrough records/s", Target(low=0.70)))
 
     peers = await peer_runs(bench, sizes.schema_only, corpus, wanted, console.print)
     results += [*peers, *comparisons(schema_only, passthrough, peers)]
@@ -349,10 +320,12 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             corpus, exactly_once=True,
         )  # fmt: skip
         bound = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
-        results.append(_judge(exactly_once, bound, "schema-only records/s", Target()))
+        results.append(judge(exactly_once, bound, "schema-only records/s", Target()))
         if bound and exactly_once.records_per_s:
             exactly_once.notes = f"{exactly_once.records_per_s / bound:.2f}x schema-only"
 
+    schema_rate = schema_only.records_per_s if schema_only else None
+    up_bound = upstream_bound(CONCURRENCY, UPSTREAM_LATENCY_MS, schema_rate)
     if wanted("upstream-bound"):
         console.print(f"[bold]upstream-bound[/]: e-mail check, {UPSTREAM_LATENCY_MS:g} ms fixed")
         await bench.simulator_set(latency_ms=UPSTREAM_LATENCY_MS, latency_distribution="fixed",
@@ -361,14 +334,21 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             "upstream-bound", sizes.upstream_bound,
             lambda t: proc_cmd(bench.config("upstream-bound", t, checks=True)), corpus,
         )  # fmt: skip
-        little = CONCURRENCY / (UPSTREAM_LATENCY_MS / 1000)
-        schema_rate = schema_only.records_per_s if schema_only else None
-        bound = min(little, schema_rate) if schema_rate else little
-        bound_is = "Little's law" if bound == little else "schema-only records/s"
-        results.append(_judge(upstream, bound, bound_is, Target(low=0.90)))
+        results.append(judge(upstream, *up_bound, Target(low=0.90)))
 
-    if wanted("rate-limited"):
-        results.append(await _rate_limited(bench, sizes, corpus))
+    if wanted("upstream-bound-batched"):
+        batched = await upstream_bound_batched(
+            bench, sizes.upstream_bound, corpus, UPSTREAM_LATENCY_MS, console.print
+        )
+        results.append(judge(batched, *up_bound, Target(low=0.90)))
+
+    rate_limited = await _rate_limited(bench, sizes, corpus) if wanted("rate-limited") else None
+    results += [rate_limited] if rate_limited else []
+
+    if wanted("rate-limited-batched"):
+        results += await rate_limited_batched(
+            bench, sizes.upstream_bound, corpus, RATE_LIMIT_RPS, rate_limited, console.print
+        )
 
     if wanted("latency"):
         max_rate = (upstream.records_per_s if upstream else None) or 1_000.0
@@ -393,7 +373,7 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
         processed.notes = (f"p99 {processed.p99_ms:g} ms against the copy loop's "
                            f"{floor.p99_ms:g} ms at the same rate, over a "
                            f"{UPSTREAM_LATENCY_MS:g} ms upstream; "
-                           + _where_cores(processed))  # fmt: skip
+                           + where_cores(processed.extra))  # fmt: skip
 
     if wanted("scale"):
         console.print("[bold]scale[/]: schema-only with --workers 2")
@@ -403,10 +383,10 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             members=2,
         )  # fmt: skip
         one = schema_only.records_per_s if schema_only and schema_only.records_per_s else 0
-        _judge(scale, 2 * one, "2 x schema-only records/s", Target())
+        judge(scale, 2 * one, "2 x schema-only records/s", Target())
         if one and scale.records_per_s:
             scale.extra["speedup"] = round(scale.records_per_s / one, 2)
-            scale.notes = f"{scale.extra['speedup']}x one worker; " + _where_cores(scale)
+            scale.notes = f"{scale.extra['speedup']}x one worker; " + where_cores(scale.extra)
         results.append(scale)
 
     if wanted("memory"):
@@ -426,19 +406,6 @@ async def scenarios(bench: Bench, sizes: Sizes, only: set[str]) -> list[Result]:
             latency_ms=UPSTREAM_LATENCY_MS,
         ))  # fmt: skip
     return results
-
-
-def _where_cores(result: Result) -> str:
-    """Where the machine's cores went in a row's steady window (from :func:`cores_used`)."""
-    extra = result.extra
-    if "cores_machine" not in extra:
-        return ""
-    parts = [f"{name.removeprefix('cores_')} {extra[name]:.2f}" for name in extra
-             if name.startswith("cores_") and name != "cores_machine"]  # fmt: skip
-    workers = extra.get("worker_cpu_s")
-    if workers:
-        parts.append("CPU s per worker " + "/".join(f"{w:.1f}" for w in workers))
-    return f"{extra['cores_machine']:.2f} of {os.cpu_count()} cores busy (" + ", ".join(parts) + ")"
 
 
 async def _rate_limited(bench: Bench, sizes: Sizes, corpus: Sequence[CorpusRecord]) -> Result:
@@ -494,63 +461,10 @@ async def _memory(bench: Bench, sizes: Sizes) -> Result:
     peak = round(sampler.peak_rss_mib, 1)
     return Result(
         scenario=name, records=sizes.memory, records_per_s=round(rate, 1),
-        cpu_s_per_1k=round(1000 * _cpu_between(sampler, t0, t1) / max(1, c1 - c0), 4),
+        cpu_s_per_1k=round(1000 * cpu_between(sampler, t0, t1) / max(1, c1 - c0), 4),
         peak_rss_mib=peak, bound=RSS_BUDGET_MIB, bound_is="engine.max_rss_mib (MiB)",
         ratio=round(peak / RSS_BUDGET_MIB, 3), target=str(target),
         met=target.met(peak / RSS_BUDGET_MIB),
         notes=f"{c1:,} outcomes in {sizes.memory_s:g}s of a {sizes.memory:,} backlog",
         extra={"outcomes": c1, "rss_mib_every_5s": [round(v) for _, v in sampler.rss[::50]]},
     )  # fmt: skip
-
-
-async def _main(args: argparse.Namespace, bootstrap: str, simulator: str) -> int:
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    bench = Bench(bootstrap, simulator, run_id, args.profile)
-    sizes = Sizes().scaled(args.scale)
-    only = set(args.only.split(",")) if args.only else set()
-    started = time.monotonic()
-    results = await scenarios(bench, sizes, only)
-    info = machine()
-    title = (f"record-processor benchmark {run_id}: {info['cores']} cores, Python "
-             f"{info['python']}, Kafka {info['kafka']}")  # fmt: skip
-    console.print(table(results, title))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    report = {"run": run_id, "machine": info, "scale": args.scale,
-              "seconds": round(time.monotonic() - started, 1),
-              "results": [asdict(r) for r in results]}  # fmt: skip
-    out = RESULTS_DIR / f"{run_id}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS_DIR / f"{run_id}.md").write_text(f"{title}\n\n{markdown(results)}\n")
-    console.print(f"results: {out} (and .md)")
-    if not args.no_chart:
-        from devtools.bench.chart import draw
-
-        png = draw(results, title, RESULTS_DIR / f"{run_id}.png")
-        console.print(f"chart: {png}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="comma-separated scenarios (default: all)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every record count")
-    parser.add_argument(
-        "--profile",
-        choices=("pyinstrument", "cprofile"),
-        default="",
-        help="run the processor under a profiler (its numbers then include "
-        "the profiler's cost); reports in .run/bench/<run>/",
-    )
-    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        with running() as up:
-            return asyncio.run(_main(args, up.bootstrap, up.simulator_url))
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted: everything started has been stopped[/]")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

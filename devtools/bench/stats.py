@@ -103,3 +103,13 @@ class Target:
         if self.high is not None:
             return f"<= {self.high:.2f}"
         return "-"
+
+
+def upstream_bound(
+    concurrency: int, latency_ms: float, schema_rate: float | None
+) -> tuple[float, str]:
+    """Upstream-bound's bound and what it is: Little's law (``concurrency`` calls of
+    ``latency_ms`` in flight), or the schema-only rate when lower."""
+    little = concurrency / (latency_ms / 1000)
+    bound = min(little, schema_rate) if schema_rate else little
+    return bound, "Little's law" if bound == little else "schema-only records/s"

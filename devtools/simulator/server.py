@@ -48,9 +48,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from devtools.simulator.batch import answer_batch
 from devtools.simulator.stats import SimulatorStats, Status
 from devtools.simulator.verdicts import (
     ANSWERS,
+    BATCH_SUFFIX,
     LATENCY_DISTRIBUTIONS,
     OUTAGE_MODES,
     RETRY_AFTER_FORMATS,
@@ -67,6 +69,8 @@ from devtools.simulator.verdicts import (
 LOOPBACK_HOST: Final = "127.0.0.1"
 OTHER_PATH: Final = "other"
 _CONTROL_PATHS: Final = frozenset({"/_stats", "/_requests", "/_control", "/_reset", "/healthz"})
+#: ``<path>/batch`` -> the single endpoint's answer, for each POST endpoint.
+BATCH_ANSWERS: Final = {path + BATCH_SUFFIX: answer for path, answer in ANSWERS.items()}
 
 Sleep = Callable[[float], Awaitable[None]]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -175,6 +179,18 @@ async def _answer(request: web.Request) -> web.Response:
         return _error(400, str(exc))
 
 
+async def _batch(request: web.Request) -> web.Response:
+    try:
+        body: object = json.loads(await request.read())
+    except json.JSONDecodeError:
+        return _error(400, "body is not valid JSON")
+    except ValueError as exc:  # a body that is not UTF-8
+        return _error(400, str(exc))
+    max_items = request.app[STATE_KEY].settings.batch_max_items
+    status, answer = answer_batch(BATCH_ANSWERS[request.path], body, max_items)
+    return web.json_response(answer, status=status)
+
+
 async def _stock(request: web.Request) -> web.Response:
     status, body = answer_stock(request.match_info["sku"])
     return web.json_response(body, status=status)
@@ -218,6 +234,7 @@ def build_app(state: SimulatorState) -> web.Application:
     app = web.Application(middlewares=[_api_middleware])
     app[STATE_KEY] = state
     app.router.add_routes([web.post(path, _answer) for path in ANSWERS])
+    app.router.add_routes([web.post(path, _batch) for path in BATCH_ANSWERS])
     app.router.add_get(STOCK_ROUTE, _stock)
     app.router.add_get("/healthz", _healthz)
     app.router.add_routes([web.get("/_control", _control), web.post("/_control", _control)])
@@ -309,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-after-format", choices=RETRY_AFTER_FORMATS)
     parser.add_argument("--outage-window", dest="outage_windows", action="append")
     parser.add_argument("--outage-mode", choices=OUTAGE_MODES)
+    parser.add_argument("--batch-max-items", type=int)
     parser.add_argument("--seed", type=int)
     return parser
 

@@ -22,6 +22,11 @@ field as a string gets 400 ``{"error": "<why>"}``):
   known (0 available); ``BROKEN-`` answers 503 ``{"error": "stock backend down"}`` every
   time (a dependency that keeps failing); every other SKU has 100. Faults, rate limits and
   statistics count every SKU under the one route ``/v1/stock/{sku}``.
+- ``POST <path>/batch`` for each POST endpoint above (``/v1/email/verify/batch``, ...):
+  ``{"items": [<body>, ...]}`` -> ``{"results": [<answer> + {"status": 200}, ...]}`` in item
+  order, a malformed item answered ``{"status": 400, "error"}`` in its place; more than
+  ``batch_max_items`` items get 413, an empty or missing list 400 (``devtools.simulator.batch``).
+  A batch is one request for faults, latency and the rate limit, like real batch APIs.
 
 Fault plan, per API request in this order, the first that applies wins: outage (503
 ``{"error": "outage"}``, or the connection dropped if ``outage_mode`` is ``refuse``), rate
@@ -47,6 +52,7 @@ VAT_PATH: Final = "/v1/vat/check"
 SANCTIONS_PATH: Final = "/v1/sanctions/screen"
 STOCK_ROUTE: Final = "/v1/stock/{sku}"
 STOCK_PREFIX: Final = "/v1/stock/"
+BATCH_SUFFIX: Final = "/batch"
 STOCK_WAREHOUSE: Final = "SIM-1"
 SANCTIONS_LIST_NAME: Final = "SIM-OFAC"
 
@@ -145,7 +151,7 @@ def answer_stock(sku: str) -> tuple[int, dict[str, object]]:
 
 def api_route(path: str) -> str | None:
     """The API route a request path belongs to (faults and statistics are per route)."""
-    if path in ANSWERS:
+    if path in ANSWERS or (path.endswith(BATCH_SUFFIX) and path[: -len(BATCH_SUFFIX)] in ANSWERS):
         return path
     if path.startswith(STOCK_PREFIX) and len(path) > len(STOCK_PREFIX):
         return STOCK_ROUTE
@@ -217,6 +223,7 @@ _FIELD_PARSERS: Final[Mapping[str, Callable[[str, object], Any]]] = {
     "retry_after_format": _as_str,
     "outage_windows": _as_windows,
     "outage_mode": _as_str,
+    "batch_max_items": _as_int,
     "seed": _as_seed,
 }
 
@@ -237,6 +244,7 @@ class SimulatorSettings:
         retry_after_format: ``seconds`` or ``http-date`` (IMF-fixdate of now + retry_after_s).
         outage_windows: ``(start_s, end_s)`` pairs, seconds since start, end exclusive.
         outage_mode: ``503`` answers ``{"error": "outage"}``; ``refuse`` drops the connection.
+        batch_max_items: Items one batch request may hold; more get 413.
         seed: Seed of the simulator's own random generator; None seeds from the OS.
     """
 
@@ -251,6 +259,7 @@ class SimulatorSettings:
     retry_after_format: RetryAfterFormat = "seconds"
     outage_windows: tuple[tuple[float, float], ...] = ()
     outage_mode: OutageMode = "503"
+    batch_max_items: int = 100
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -270,6 +279,7 @@ class SimulatorSettings:
                 "outage windows need 0 <= start < end",
             ),
             (self.outage_mode in OUTAGE_MODES, "unknown outage_mode"),
+            (self.batch_max_items >= 1, "batch_max_items must be >= 1"),
         ]
         for ok, why in checks:
             if not ok:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from enum import StrEnum
 
 import structlog
@@ -78,11 +78,12 @@ class CircuitBreaker:
     def _closed(self) -> bool:
         return self.state is BreakerState.CLOSED
 
-    async def admit(self) -> bool:
-        """Wait until a call may go out; True if it is a half-open probe."""
+    async def admit(self, also: Iterable[Hashable | None] = ()) -> bool:
+        """Wait until a call may go out; True if it is a half-open probe. While it waits,
+        the caller's partition and ``also`` those (a batch's records') count as blocked."""
         if not self._cfg.enabled or self.state is BreakerState.CLOSED:
             return False
-        with self._board.waiting():
+        with self._board.waiting(also):
             while True:
                 if self._closed():  # (re-read: the state changes while we wait)
                     return False

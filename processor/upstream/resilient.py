@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -33,6 +33,9 @@ from processor.upstream.client import Caller, UpstreamRequest, UpstreamResponse
 from processor.upstream.limiter import TokenBucket
 
 log = structlog.get_logger("processor.upstream")
+
+#: What answers a request that missed the cache and joined no call in flight.
+Fetch = Callable[[UpstreamRequest], Awaitable[UpstreamResponse]]
 
 
 class UpstreamObserver(Protocol):
@@ -92,7 +95,9 @@ class ResilientCaller:
         self._sleep = sleep
         self._in_flight: dict[str, asyncio.Future[UpstreamResponse]] = {}
 
-    async def call(self, request: UpstreamRequest) -> UpstreamResponse:
+    async def call(self, request: UpstreamRequest, fetch: Fetch | None = None) -> UpstreamResponse:
+        """The answer to ``request``: cached, joined, or fetched (``fetch``: the batcher's
+        instead of single calls with retries)."""
         key = request_key(request)
         cached = self._cache.get(key)
         if cached is not None:
@@ -114,7 +119,7 @@ class ResilientCaller:
         future.add_done_callback(mark_retrieved)
         self._in_flight[key] = future
         try:
-            response = await self._with_retries(request)
+            response = await (fetch or self._with_retries)(request)
         except UpstreamError as exc:
             future.set_exception(exc)
             raise
@@ -132,7 +137,12 @@ class ResilientCaller:
         cap = min(self._retry.backoff_max_s, self._retry.backoff_initial_s * 2 ** (attempt - 1))
         return self._rng.uniform(0, cap)
 
-    async def _attempt(
+    async def admit(self, partitions: Iterable[Hashable | None] = ()) -> bool:
+        """Wait for the breaker to let a request out, ``partitions`` (a batch's records')
+        blocked meanwhile; True if it is a half-open probe."""
+        return await self._breaker.admit(partitions)
+
+    async def attempt(
         self, request: UpstreamRequest
     ) -> tuple[UpstreamResponse | UpstreamError, float]:
         """One call: a concurrency slot first, then a rate-limit token (so a Retry-After
@@ -151,35 +161,51 @@ class ResilientCaller:
             took = self._clock() - started
         return response, took
 
+    def settle(self, probe: bool, answer: UpstreamResponse | UpstreamError, took: float) -> bool:
+        """Report how an attempt ended to the metrics and the breaker; True if it counts
+        against the caller's attempts and budget (a failed probe is the outage's)."""
+        if isinstance(answer, UpstreamResponse):
+            self._observer.call_ended("2xx", took)
+            self._breaker.record(probe, False)
+            return True
+        self._observer.call_ended(status_class(answer), took)
+        outage = answer.retriable and not isinstance(answer, UpstreamRateLimited)
+        self._breaker.record(probe, True if outage else None)
+        return not (probe and outage)
+
+    async def backoff(self, exc: UpstreamError, attempts: int, spent_s: float) -> float | None:
+        """Sleep before the next attempt and return the seconds slept, or None (no sleep):
+        ``exc`` is final (not retriable, attempts or budget spent)."""
+        if not exc.retriable or attempts >= self._retry.max_attempts:
+            return None
+        delay = self._backoff_s(attempts)
+        if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
+            delay = max(delay, exc.retry_after_s)
+        if spent_s + delay > self._retry.budget_s:
+            return None
+        self._observer.retry_scheduled(status_class(exc))
+        log.info("upstream.retry_scheduled", upstream=self.name, attempt=attempts,
+                 delay_s=round(delay, 3), error=exc.reason.value)  # fmt: skip
+        await self._sleep(delay)
+        return delay
+
     async def _with_retries(self, request: UpstreamRequest) -> UpstreamResponse:
         attempts = 0
         spent_s = 0.0
         while True:
             probe = await self._breaker.admit()
-            answer, took = await self._attempt(request)
+            answer, took = await self.attempt(request)
+            counts = self.settle(probe, answer, took)
             if isinstance(answer, UpstreamResponse):
-                self._observer.call_ended("2xx", took)
-                self._breaker.record(probe, False)
                 if answer.attempts == attempts + 1:  # the first attempt: as it is (replace: 3.5 µs)
                     return answer
                 return replace(answer, attempts=attempts + 1)
             exc = answer
-            self._observer.call_ended(status_class(exc), took)
-            outage = exc.retriable and not isinstance(exc, UpstreamRateLimited)
-            self._breaker.record(probe, True if outage else None)
-            if not (probe and outage):  # a failed probe is the outage's, not the record's
+            if counts:
                 attempts += 1
                 spent_s += took
             exc.attempts = attempts
-            if not exc.retriable or attempts >= self._retry.max_attempts:
+            slept = await self.backoff(exc, attempts, spent_s)
+            if slept is None:
                 raise exc
-            delay = self._backoff_s(attempts)
-            if isinstance(exc, UpstreamRateLimited) and exc.retry_after_s:
-                delay = max(delay, exc.retry_after_s)
-            if spent_s + delay > self._retry.budget_s:
-                raise exc
-            self._observer.retry_scheduled(status_class(exc))
-            log.info("upstream.retry_scheduled", upstream=self.name, attempt=attempts,
-                     delay_s=round(delay, 3), error=exc.reason.value)  # fmt: skip
-            await self._sleep(delay)
-            spent_s += delay
+            spent_s += slept

@@ -13,6 +13,7 @@ from devtools.bench.stats import (
     interpolate,
     percentile,
     steady_window,
+    upstream_bound,
 )
 
 
@@ -73,3 +74,10 @@ def test_percentile_nearest_rank() -> None:
 def test_targets(target: Target, ratio: float | None, met: bool | None) -> None:
     """A target is met inside its bounds, missed outside, and undecided without a ratio or bound."""
     assert target.met(ratio) is met
+
+
+def test_upstream_bound_is_littles_law_unless_schema_only_is_lower() -> None:
+    """256 calls of 20 ms bound at 12,800/s; a slower schema-only rate takes its place."""
+    assert upstream_bound(256, 20.0, None) == (12_800.0, "Little's law")
+    assert upstream_bound(256, 20.0, 20_000.0) == (12_800.0, "Little's law")
+    assert upstream_bound(256, 20.0, 4_750.0) == (4_750.0, "schema-only records/s")

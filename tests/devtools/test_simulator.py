@@ -609,3 +609,44 @@ async def test_the_stock_endpoint_answers_per_sku_under_one_route(
         assert body["stock"]["available"] == available
         assert body["known"] is known
     assert "/v1/stock/{sku}" in json.dumps(await stats(session, sim))
+
+
+async def test_batch_endpoint_answers_each_item_in_order_and_a_bad_item_in_place(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A batch answers every item as the single endpoint would, in order, a bad item 400."""
+    sim = await harness.start()
+    items = [{"email": "a@b.c"}, {"mail": 1}, {"email": "bounce@b.c"}]
+    status, body, _ = await call(session, sim.url + EMAIL + "/batch", {"items": items})
+    assert status == 200
+    assert body == {"results": [
+        {"email": "a@b.c", "deliverable": True, "reason": None, "status": 200},
+        {"status": 400, "error": "field 'email' must be a string"},
+        {"email": "bounce@b.c", "deliverable": False, "reason": "mailbox_unavailable",
+         "status": 200},
+    ]}  # fmt: skip
+
+
+async def test_batch_over_max_items_gets_413_and_an_empty_one_400(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """More items than batch_max_items is 413; no items (or no list) is 400."""
+    sim = await harness.start(SimulatorSettings(batch_max_items=2))
+    url = sim.url + VAT + "/batch"
+    assert (await call(session, url, {"items": [{"vat_id": "1"}] * 3}))[0] == 413
+    assert (await call(session, url, {"items": [{"vat_id": "1"}] * 2}))[0] == 200
+    assert (await call(session, url, {"items": []}))[0] == 400
+    assert (await call(session, url, [{"vat_id": "1"}]))[0] == 400
+
+
+async def test_a_batch_is_one_request_for_the_rate_limit_and_latency(
+    harness: Harness, session: aiohttp.ClientSession
+) -> None:
+    """A batch of 50 takes one token and one latency draw, and is counted as one request."""
+    sim = await harness.start(SimulatorSettings(rate_limit_rps=1, latency_ms=5.0))
+    items = {"items": [{"email": f"u{i}@b.c"} for i in range(50)]}
+    assert (await call(session, sim.url + EMAIL + "/batch", items))[0] == 200
+    assert (await call(session, sim.url + EMAIL + "/batch", items))[0] == 429
+    assert harness.sleeps_s == [0.005]
+    counted = (await stats(session, sim))["by_endpoint"][EMAIL + "/batch"]
+    assert counted == {"200": 1, "429": 1}

@@ -17,9 +17,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("processor", "processor.errors", "processor.inputs", "processor.offsets",
      "processor.slots", "processor.waits", "processor.logs", "processor.documents"),
     # pure building blocks over the error tree: paths, evidence bounds, the custom-check
-    # API, record types, schema comparison
+    # API, record types, schema comparison, batch endpoints
     ("processor.fieldpaths", "processor.evidence", "processor.sdk", "processor.record_types",
-     "processor.schema_compat", "processor.payloads"),
+     "processor.schema_compat", "processor.payloads", "processor.batchplan"),
     ("processor.checkplan", "processor.jsonschema_types"),  # checks compiled; JSON Schema types
     ("processor.record_type_loading",),  # record types from config and entry points
     ("processor.topic_settings",),  # kafka.topic_settings: what topics create makes
@@ -213,19 +213,21 @@ DEVTOOLS_LAYERS: tuple[tuple[str, ...], ...] = (
     (  # foundations: import no other devtools module
         "devtools", "devtools.corpus", "devtools.hostile", "devtools.local_kafka",
         "devtools.simulator.stats",
-        "devtools.simulator.verdicts", "devtools.bench", "devtools.bench.stats",
-        "devtools.bench.procs", "devtools.bench.passthrough", "devtools.bench.peer_job",
+        "devtools.simulator.verdicts", "devtools.simulator.batch", "devtools.bench",
+        "devtools.bench.stats",
+        "devtools.bench.passthrough", "devtools.bench.peer_job",
     ),
     (  # what the tools are built from: the simulator's server, the stack, the referee
         "devtools.simulator.server", "devtools.stack", "devtools.reconcile",
         "devtools.secure_kafka",
-        "devtools.bench.kafka_io", "devtools.bench.report",
+        "devtools.bench.kafka_io", "devtools.bench.report", "devtools.bench.procs",
         "devtools.bench.peer_quix", "devtools.bench.peer_faststream",  # the peer contestants
     ),
-    # a package's face, the bench's chart, its API scenario and its peers
+    # a package's face, the bench's chart, its API scenario, its peers and batched rows
     ("devtools.simulator", "devtools.bench.chart", "devtools.bench.api_load",
-     "devtools.bench.peers"),
+     "devtools.bench.peers", "devtools.bench.batched"),
     ("devtools.demo", "devtools.soak_memory", "devtools.bench.run"),  # the tools
+    ("devtools.bench.cli",),  # the bench's command line, over its scenarios
     ("devtools.simulator.__main__", "devtools.bench.__main__"),  # python -m entry points
 )  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
 import pytest
@@ -40,6 +40,7 @@ QUIET_BREAKER = BreakerConfig(consecutive_failures=1_000, min_calls=1_000)
 CLOSED, HALF_OPEN, OPEN = BreakerState.CLOSED, BreakerState.HALF_OPEN, BreakerState.OPEN
 
 Answer = UpstreamResponse | UpstreamError
+Scripted = Answer | Callable[[UpstreamRequest], Answer]
 ErrorFactory = Callable[[], UpstreamError]
 
 
@@ -68,13 +69,14 @@ TRANSIENT_IDS = ["timeout", "5xx", "refused", "429"]
 
 
 class ScriptedTransport:
-    """A transport that answers from a script, optionally held at a gate, taking fake time."""
+    """A transport that answers from a script (an answer, or a function of the request
+    giving one), optionally held at a gate, taking fake time."""
 
     name = UPSTREAM
 
     def __init__(
         self,
-        script: list[Answer],
+        script: Sequence[Scripted],
         time: FakeTime,
         latency_s: float = 0.0,
         gate: asyncio.Event | None = None,
@@ -91,6 +93,8 @@ class ScriptedTransport:
             await self._gate.wait()
         self._time.advance(self._latency_s)
         answer = self.script.pop(0)
+        if callable(answer):
+            answer = answer(request)
         if isinstance(answer, UpstreamError):
             raise answer
         return answer
@@ -126,7 +130,7 @@ class Rig:
 
     def __init__(
         self,
-        script: list[Answer],
+        script: Sequence[Scripted],
         *,
         retry: RetryConfig = RETRY,
         breaker: BreakerConfig = QUIET_BREAKER,
