@@ -100,6 +100,10 @@ class Batcher:
     async def _send(self, items: list[_Item]) -> None:
         try:
             await self._with_retries(items)
+        except Exception as exc:  # noqa: BLE001 - a bug: each record gets it (internal.error)
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(exc)
         except BaseException:
             for item in items:
                 item.future.cancel()  # no-op for the items already answered

@@ -248,3 +248,15 @@ def test_batch_config_is_checked_when_read(
             "pass_field": "deliverable", "batch": {"path": BATCH_PATH, **batch}}  # fmt: skip
     with pytest.raises(ValueError, match=why):
         CheckConfig.model_validate(spec)
+
+
+async def test_a_bug_while_sending_reaches_every_caller_as_itself() -> None:
+    """An unexpected error while sending a batch is raised to each of its callers (their
+    records become internal errors), not turned into a cancellation nobody handles."""
+
+    def broken(_request: UpstreamRequest) -> UpstreamResponse:
+        raise RuntimeError("a bug in the batch path")
+
+    rig = Rig([broken])
+    answers = await Batched(rig, max_items=2).calls("a@x", "b@x")
+    assert [type(a) for a in answers] == [RuntimeError, RuntimeError]
