@@ -158,6 +158,7 @@ class App:
                 stack.push_async_callback(asyncio.to_thread, tracing.uninstall)
             session = await stack.enter_async_context(make_session())
             validation = build_validation(s, session, self.metrics, info)
+            stack.push_async_callback(validation.aclose)  # after the engine, before the session
             pipeline, board, activity = validation.pipeline, validation.board, validation.activity
             kafka = KafkaClients(
                 s.kafka,

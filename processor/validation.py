@@ -41,6 +41,13 @@ class Validation:
     upstreams_of: Mapping[str, frozenset[str]]
     board: WaitBoard = field(default_factory=WaitBoard)
     activity: ActivityBoard = field(default_factory=ActivityBoard)
+    #: The batched checks' batchers (closed with :meth:`aclose`).
+    batchers: tuple[Batcher, ...] = ()
+
+    async def aclose(self) -> None:
+        """Stop the batchers: an open batch's timer and any batch still being sent."""
+        for batcher in self.batchers:
+            await batcher.aclose()
 
     def open_upstreams(self, record_type: str) -> list[str]:
         """The upstreams ``record_type``'s checks call whose breaker is open now."""
@@ -73,11 +80,14 @@ def build_validation(
             observer=observer,
         )
 
+    batchers: list[Batcher] = []
+
     def caller(check: CheckConfig) -> Caller:
         if check.batch is None:
             return callers[check.upstream]
         observe = metrics.upstream_batch_items.labels(check.upstream).observe
-        return Batcher(callers[check.upstream], check.batch, observe)
+        batchers.append(Batcher(callers[check.upstream], check.batch, observe))
+        return batchers[-1]
 
     checks = {
         rtype: [
@@ -96,4 +106,4 @@ def build_validation(
     upstreams_of = {
         rtype: frozenset(c.upstream for c in cfgs) for rtype, cfgs in settings.checks.items()
     }
-    return Validation(pipeline, breakers, upstreams_of, board, activity)
+    return Validation(pipeline, breakers, upstreams_of, board, activity, tuple(batchers))

@@ -150,6 +150,7 @@ class ApiRunner:
         info = ProcessorInfo(name=s.name, version=__version__, instance=s.instance_id)
         async with make_session() as session, contextlib.AsyncExitStack() as stack:
             validation = build_validation(s, session, self.metrics, info)
+            stack.push_async_callback(validation.aclose)
             if s.endpoint.enabled:
                 status = _ServeStatus(s.instance_id, validation)
                 ops = EndpointServer(
