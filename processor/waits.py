@@ -55,7 +55,8 @@ class ActivityBoard:
         self._ids = itertools.count()
 
     def begin(self, what: str) -> int:
-        """Note that ``what`` started (in the current partition); the token ends it."""
+        """Note that ``what`` started (in the current partition); the token ends it (a pair
+        of calls, not a context manager: a generator one costs microseconds per check)."""
         token = next(self._ids)
         self._active[token] = (CURRENT_PARTITION.get(), what, time.monotonic())
         return token
@@ -63,16 +64,6 @@ class ActivityBoard:
     def end(self, token: int) -> None:
         """``what`` of :meth:`begin`'s ``token`` is over."""
         self._active.pop(token, None)
-
-    @contextlib.contextmanager
-    def doing(self, what: str) -> Iterator[None]:
-        """The activity for the block (:meth:`begin` and :meth:`end` in a hot path: a
-        generator context manager costs microseconds per use)."""
-        token = self.begin(what)
-        try:
-            yield
-        finally:
-            self.end(token)
 
     def oldest(self) -> tuple[Hashable | None, str, float] | None:
         """The longest-running activity: (partition, what, seconds so far), or None."""

@@ -83,7 +83,7 @@ class Sampler(threading.Thread):
         self.peak_rss_mib = 0.0
         #: CPU seconds of each process of the tree, as last seen.
         self.per_pid: dict[int, float] = {}
-        #: Optional: also sample the machine's busy CPU seconds (``machine`` series).
+        #: The whole machine's busy CPU seconds, sampled alongside.
         self.machine: list[tuple[float, float]] = []
         #: Samplers of the processes sharing the machine (broker, simulator), by name.
         self.others: dict[str, Sampler] = {}
@@ -97,9 +97,11 @@ class Sampler(threading.Thread):
     def sample(self) -> None:
         pids = process_tree(self.pid)
         now = time.time()
-        for p in pids:
-            self.per_pid[p] = max(self.per_pid.get(p, 0.0), cpu_seconds(p))
-        spent = sum(cpu_seconds(p) for p in pids)
+        spent = 0.0
+        for p in pids:  # each process's /proc/<pid>/stat read once
+            cpu = cpu_seconds(p)
+            self.per_pid[p] = max(self.per_pid.get(p, 0.0), cpu)
+            spent += cpu
         self.machine.append((now, machine_busy_seconds()))
         if self.cpu:  # a process that is gone reads as 0: the series never goes back
             spent = max(spent, self.cpu[-1][1])

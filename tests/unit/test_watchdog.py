@@ -46,12 +46,14 @@ def test_pending_work_without_progress_past_the_timeout_is_a_stall_logged_once()
     dog.check()
     assert dog.stalled is False
     token = CURRENT_PARTITION.set(("in", 3))
+    doing = activity.begin("check email_deliverable (upstream email)")
     try:
-        with capture_logs() as logs, activity.doing("check email_deliverable (upstream email)"):
+        with capture_logs() as logs:
             now[0] = 5.0
             dog.check()
             dog.check()
     finally:
+        activity.end(doing)
         CURRENT_PARTITION.reset(token)
     assert dog.stalled is True
     assert len(logs) == 1
