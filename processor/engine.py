@@ -18,6 +18,12 @@ only when the broker acknowledges the outcome.
   partition at its next offset; records taken after the cut do not start until
   :meth:`Engine.unhold`, so once :meth:`Engine.settle` sees every record below the cut
   finished, the outcomes published so far are exactly those of the offsets below the cut.
+- **Taken at once**: a record whose lane is idle goes through :meth:`Pipeline.front` as it
+  is submitted, without a task of its own; only a record with upstream checks to run gets a
+  lane task (and a slot). Outcomes reach the producer through one **outbox** per input
+  partition, a FIFO drained by one task, so a lane's outcomes keep their order whichever
+  way each record went. With tracing on, each lane publishes its own records inside their
+  spans instead (no outbox, no records taken at once).
 - A failed acknowledgement is fatal (:attr:`Engine.fatal`): the record is not committed,
   the process stops, and a restart redoes it.
 """
@@ -39,13 +45,18 @@ from processor.errors import PublishError
 from processor.inputs import InputRecord
 from processor.offsets import PartitionOffsets
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher, Valid, outcome_label
-from processor.pipeline import Pipeline
+from processor.pipeline import Pending, Pipeline
 from processor.slots import Slots
 from processor.waits import CURRENT_PARTITION
 
 TP = tuple[str, int]
 #: A lane: its partition first, then the key (or offset) that orders records within it.
 LaneKey = tuple[Hashable, ...]
+#: A lane's record, with its pending checks when it went through the pipeline's front already.
+Queued = tuple[InputRecord, Pending | None]
+#: A finished record waiting in its partition's outbox: its bookkeeping, the outcome, the
+#: seconds its processing took.
+Finished = tuple[PartitionOffsets, InputRecord, Outcome, float]
 log = structlog.get_logger("processor.engine")
 
 
@@ -77,8 +88,12 @@ class Engine:
         self._is_fenced = is_fenced
         self._paused_by_guard = paused_by_guard
         self._partitions: dict[TP, PartitionOffsets] = {}
-        self._lanes: dict[LaneKey, deque[InputRecord]] = {}
+        self._lanes: dict[LaneKey, deque[Queued]] = {}
         self._lane_tasks: dict[LaneKey, asyncio.Task[None]] = {}
+        #: Tracing on: lanes publish their own outcomes, in their records' spans.
+        self._direct = tracing.active()
+        self._outboxes: dict[TP, deque[Finished]] = {}
+        self._outbox_tasks: dict[TP, asyncio.Task[None]] = {}
         #: Exactly-once: per held partition, its cut and the event that ends the hold.
         self._holds: dict[TP, tuple[int, asyncio.Event]] = {}
         self._in_flight = 0
@@ -111,6 +126,10 @@ class Engine:
         for lane_key, task in list(self._lane_tasks.items()):
             if lane_key[0] in gone:
                 task.cancel()
+        for tp in gone:  # unsent outcomes are dropped: the partition's next owner redoes them
+            self._outboxes.pop(tp, None)
+            if (outbox := self._outbox_tasks.pop(tp, None)) is not None:
+                outbox.cancel()
 
     def offsets(self, tp: TP) -> PartitionOffsets | None:
         return self._partitions.get(tp)
@@ -220,54 +239,115 @@ class Engine:
             return (tp, record.key)
         return (tp, record.offset)
 
+    def _held(self, tp: TP, offset: int) -> bool:
+        held = self._holds.get(tp)
+        return held is not None and offset >= held[0]
+
     def submit(self, record: InputRecord) -> None:
-        """Take one record. Its partition must be assigned."""
-        state = self._partitions[(record.topic, record.partition)]
+        """Take one record. Its partition must be assigned.
+
+        A record whose lane is idle goes through the pipeline's front now; it gets a lane
+        task only if it has checks to run (or is past a hold's cut, or tracing is on)."""
+        tp = (record.topic, record.partition)
+        state = self._partitions[tp]
         state.take(record.offset)
         if self._in_flight == 0:  # idle until now is not a stall
             self.last_progress_at = time.monotonic()
         self._in_flight += 1
         key = self._lane_key(record)
         lane = self._lanes.get(key)
+        pending = None
         if lane is None:
+            if not self._direct and not self._held(tp, record.offset):
+                started = time.perf_counter()
+                front = self._pipeline.front(record)
+                if not isinstance(front, Pending):
+                    self._post(tp, state, record, front, time.perf_counter() - started)
+                    return
+                pending = front
             lane = self._lanes[key] = deque()
             self._lane_tasks[key] = asyncio.create_task(self._run_lane(key, lane))
-        lane.append(record)
+        lane.append((record, pending))
 
-    async def _run_lane(self, key: LaneKey, lane: deque[InputRecord]) -> None:
+    async def _run_lane(self, key: LaneKey, lane: deque[Queued]) -> None:
         tp = cast(TP, key[0])
         CURRENT_PARTITION.set(tp)  # a lane never leaves its partition
         try:
             while lane:
-                record = lane[0]
+                record, pending = lane[0]
                 if (held := self._holds.get(tp)) is not None and record.offset >= held[0]:
                     await held[1].wait()
                     continue  # the hold may have ended with a release
                 # the bookkeeping of the assignment this record was taken under
-                state = self._partitions.get((record.topic, record.partition))
+                state = self._partitions.get(tp)
                 async with self._slots:
                     started = time.perf_counter()
-                    with tracing.record_span(record) as span:
-                        outcome = await self._pipeline.process(record)
-                        if span is not None:
-                            tracing.annotate(span, *outcome_label(outcome))
-                        ack = await self._publisher.publish(record, outcome)
-                    took_s = time.perf_counter() - started
-                ack.add_done_callback(
-                    functools.partial(self._acked, state, record, outcome, took_s)
-                )
+                    if self._direct:
+                        await self._publish_traced(state, record, started)
+                    else:
+                        front = pending or self._pipeline.front(record)
+                        if isinstance(front, Pending):
+                            front = await self._pipeline.finish(front)
+                        if state is not None:
+                            self._post(tp, state, record, front, time.perf_counter() - started)
                 lane.popleft()
         except asyncio.CancelledError:
             pass  # partition revoked or shutdown deadline passed: the next owner redoes it
         except Exception as exc:  # noqa: BLE001 - a publish failure stops the process
-            if self._is_fenced(exc):
-                self.lose(tp, exc)
-                return
-            self.fail(PublishError(f"could not queue an outcome: {exc!r}"))
+            self._publish_failed(tp, exc)
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
                 del self._lane_tasks[key]
+
+    async def _publish_traced(
+        self, state: PartitionOffsets | None, record: InputRecord, started: float
+    ) -> None:
+        with tracing.record_span(record) as span:
+            outcome = await self._pipeline.process(record)
+            if span is not None:
+                tracing.annotate(span, *outcome_label(outcome))
+            ack = await self._publisher.publish(record, outcome)
+        took_s = time.perf_counter() - started
+        ack.add_done_callback(functools.partial(self._acked, state, record, outcome, took_s))
+
+    def _publish_failed(self, tp: TP, exc: Exception) -> None:
+        if self._is_fenced(exc):
+            self.lose(tp, exc)
+        else:
+            self.fail(PublishError(f"could not queue an outcome: {exc!r}"))
+
+    # -- outboxes: outcomes to the producer in the order their records finished ---------
+    def _post(
+        self, tp: TP, state: PartitionOffsets, record: InputRecord, outcome: Outcome, took_s: float
+    ) -> None:
+        if self._partitions.get(tp) is not state:
+            return  # released meanwhile: the partition's current owner redoes it
+        outbox = self._outboxes.get(tp)
+        if outbox is None:
+            outbox = self._outboxes[tp] = deque()
+            self._outbox_tasks[tp] = asyncio.create_task(self._send_outbox(tp, outbox))
+        outbox.append((state, record, outcome, took_s))
+
+    async def _send_outbox(self, tp: TP, outbox: deque[Finished]) -> None:
+        """Queue the outbox's outcomes in the producer, oldest first, until it is empty
+        (:meth:`_post` starts another when the next outcome comes)."""
+        CURRENT_PARTITION.set(tp)
+        publish, acked = self._publisher.publish, self._acked
+        try:
+            while outbox:
+                state, record, outcome, took_s = outbox[0]
+                ack = await publish(record, outcome)
+                ack.add_done_callback(functools.partial(acked, state, record, outcome, took_s))
+                outbox.popleft()
+        except asyncio.CancelledError:
+            pass  # revoked or shut down: the next owner redoes what was not sent
+        except Exception as exc:  # noqa: BLE001 - a publish failure stops the process
+            self._publish_failed(tp, exc)
+        finally:
+            if self._outboxes.get(tp) is outbox:
+                del self._outboxes[tp]
+                del self._outbox_tasks[tp]
 
     def _acked(
         self,
@@ -338,7 +418,7 @@ class Engine:
 
     async def cancel_all(self) -> None:
         """Cancel every lane (shutdown after the drain deadline) and wait for them."""
-        tasks = list(self._lane_tasks.values())
+        tasks = [*self._lane_tasks.values(), *self._outbox_tasks.values()]
         for task in tasks:
             task.cancel()
         if tasks:

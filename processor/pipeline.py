@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,8 +71,27 @@ def _event_without_repeats(
     return {k: v for k, v in as_received.items() if k != "data"}
 
 
+@dataclass(slots=True)
+class Pending:
+    """A record whose schema passed and whose checks are still to run (:meth:`Pipeline.finish`)."""
+
+    record: InputRecord
+    decoded: DecodedEvent
+    received: datetime
+    started: float
+    normalized: dict[str, Any]
+    unknown: dict[str, Any] | None
+    checks: Sequence[Check]
+    #: What the checks see as the record: its model when the type has one, else the data.
+    model: Any
+
+
 class Pipeline:
-    """Validates one record at a time; holds no per-record state between calls."""
+    """Validates one record at a time; holds no per-record state between calls.
+
+    :meth:`front` does what needs no upstream answer without awaiting (the engine calls it
+    for a record it can take at once); :meth:`finish` runs the checks; :meth:`process` both.
+    """
 
     def __init__(
         self,
@@ -92,18 +112,36 @@ class Pipeline:
 
     async def process(self, record: InputRecord) -> Outcome:
         """Validate one record and return its outcome. Never raises (but cancellation)."""
+        front = self.front(record)
+        if isinstance(front, Pending):
+            return await self.finish(front)
+        return front
+
+    def front(self, record: InputRecord) -> Outcome | Pending:
+        """Everything that needs no upstream answer, without awaiting: the outcome, or the
+        record's :class:`Pending` checks for :meth:`finish`. Never raises."""
         received = self._now()
         started = time.perf_counter()
         try:
-            return await self._process(record, received, started)
-        except Exception as exc:
-            log.exception(
-                "record.internal_error",
-                topic=record.topic, partition=record.partition, offset=record.offset,
-            )  # fmt: skip
-            return _dead_letter(exc, ReasonCode.INTERNAL_ERROR, received)
+            return self._front(record, received, started)
+        except Exception as exc:  # noqa: BLE001 - logged there, a dead letter, not a crash
+            return self._internal_error(record, exc, received)
 
-    async def _process(self, record: InputRecord, received: datetime, started: float) -> Outcome:
+    async def finish(self, pending: Pending) -> Outcome:
+        """Run a record's checks and return its outcome. Never raises (but cancellation)."""
+        try:
+            return await self._checked(pending)
+        except Exception as exc:  # noqa: BLE001 - logged there, a dead letter, not a crash
+            return self._internal_error(pending.record, exc, pending.received)
+
+    def _internal_error(self, record: InputRecord, exc: Exception, received: datetime) -> Outcome:
+        log.exception(
+            "record.internal_error",
+            topic=record.topic, partition=record.partition, offset=record.offset,
+        )  # fmt: skip
+        return _dead_letter(exc, ReasonCode.INTERNAL_ERROR, received)
+
+    def _front(self, record: InputRecord, received: datetime, started: float) -> Outcome | Pending:
         try:
             decoded = decode(record, self._max_record_bytes)
             rtype = self._record_type(decoded.event.type)
@@ -130,10 +168,14 @@ class Pipeline:
             return self._verdict(record, decoded, received, started, reasons, [], None, unknown)
         normalized = validated.data
         checks = self._checks.get(event.type, ())
-        if not checks:  # the verdict below, without gathering answers from no checks
+        if not checks:  # the verdict now, without gathering answers from no checks
             return self._verdict(record, decoded, received, started, [], [], normalized, unknown)
         as_given = validated.model if validated.model is not None else normalized
-        results, errors = await self._run_checks(event.id, normalized, checks, as_given)
+        return Pending(record, decoded, received, started, normalized, unknown, checks, as_given)
+
+    async def _checked(self, p: Pending) -> Outcome:
+        checks = p.checks
+        results, errors = await self._run_checks(p.decoded.event.id, p.normalized, checks, p.model)
         rejections = [
             Reason(
                 code=ReasonCode.UPSTREAM_REJECTED, message=check.rejection_message(r), check=r.name
@@ -143,7 +185,7 @@ class Pipeline:
         ]
         if not rejections and errors:
             first = errors[0]
-            return _dead_letter(first, first.reason, received)
+            return _dead_letter(first, first.reason, p.received)
         done = [r for r in results if r is not None]
         unverified = [
             Reason(
@@ -155,8 +197,8 @@ class Pipeline:
             if r.status is CheckStatus.UNVERIFIED
         ]
         return self._verdict(
-            record, decoded, received, started, rejections or unverified, done,
-            None if rejections else normalized, unknown,
+            p.record, p.decoded, p.received, p.started, rejections or unverified, done,
+            None if rejections else p.normalized, p.unknown,
         )  # fmt: skip
 
     def _record_type(self, name: str) -> RecordType:

@@ -88,6 +88,11 @@ def install(service_name: str, instance_id: str, exporter: SpanExporter | None =
     _provider, _tracer = provider, provider.get_tracer("record-processor")
 
 
+def active() -> bool:
+    """True while tracing is installed."""
+    return _tracer is not None
+
+
 def uninstall() -> None:
     """Export what is left (bounded by the SDK's own timeouts) and stop tracing."""
     global _tracer, _provider  # one tracer per process, like the SDK's own

@@ -12,7 +12,7 @@ from processor.engine import TP, Engine
 from processor.errors import PublishError
 from processor.inputs import InputRecord, Record
 from processor.outcomes import DeadLetter, Outcome, OutcomePublisher
-from processor.pipeline import Pipeline
+from processor.pipeline import Pending, Pipeline
 from schemas.outcomes import ReasonCode
 
 TOPIC = "records.in"
@@ -47,17 +47,34 @@ class FakePipeline:
     def open(self, coord: Coord) -> None:
         self._gates[coord].set()
 
-    async def process(self, record: InputRecord) -> Outcome:
+    def front(self, record: InputRecord) -> Outcome | Pending:
+        """A held record is pending (as if it had checks to run): it starts when its checks
+        do (:meth:`finish`). Any other starts and is done now."""
         coord = _coord(record)
+        if coord in self._gates:
+            return Pending(record, cast(Any, None), cast(Any, None), 0.0, {}, None, (), None)
+        self._start(coord)
+        return self._done(coord)
+
+    async def finish(self, pending: Pending) -> Outcome:
+        coord = _coord(pending.record)
+        self._start(coord)
+        try:
+            await self._gates[coord].wait()
+        except asyncio.CancelledError:
+            self.cancelled.put_nowait(coord)
+            raise
+        return self._done(coord)
+
+    async def process(self, record: InputRecord) -> Outcome:
+        front = self.front(record)
+        return await self.finish(front) if isinstance(front, Pending) else front
+
+    def _start(self, coord: Coord) -> None:
         self.log.append(("start", coord))
         self.started.put_nowait(coord)
-        gate = self._gates.get(coord)
-        if gate is not None:
-            try:
-                await gate.wait()
-            except asyncio.CancelledError:
-                self.cancelled.put_nowait(coord)
-                raise
+
+    def _done(self, coord: Coord) -> Outcome:
         self.log.append(("end", coord))
         return DeadLetter(ReasonCode.DECODE_FAILED, "DecodeError", f"record {coord}")
 

@@ -85,7 +85,7 @@ class ScriptedConsumer:
 class EchoPipeline:
     """Dead-letters every record at once (the outcome does not matter here)."""
 
-    async def process(self, record: InputRecord) -> Outcome:
+    def front(self, record: InputRecord) -> Outcome:
         return DeadLetter(ReasonCode.DECODE_FAILED, "DecodeError", "test")
 
 
