@@ -333,12 +333,13 @@ class Engine:
         """Queue the outbox's outcomes in the producer, oldest first, until it is empty
         (:meth:`_post` starts another when the next outcome comes)."""
         CURRENT_PARTITION.set(tp)
-        publish, acked = self._publisher.publish, self._acked
+        publish, acked = self._publisher.publish_then, self._acked
         try:
             while outbox:
                 state, record, outcome, took_s = outbox[0]
-                ack = await publish(record, outcome)
-                ack.add_done_callback(functools.partial(acked, state, record, outcome, took_s))
+                await publish(
+                    record, outcome, functools.partial(acked, state, record, outcome, took_s)
+                )
                 outbox.popleft()
         except asyncio.CancelledError:
             pass  # revoked or shut down: the next owner redoes what was not sent

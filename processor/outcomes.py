@@ -18,6 +18,7 @@ acknowledgement as a future; the engine counts a record finished only when it re
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -177,6 +178,18 @@ def fallback_dead_letter(
     return key, b"", headers
 
 
+def _pass_on(result: asyncio.Future[Any], done: asyncio.Future[Any]) -> None:
+    """Settle ``result`` as ``done`` was settled (unless something settled it already)."""
+    if result.done():
+        return
+    if done.cancelled():
+        result.cancel()
+    elif (error := done.exception()) is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(done.result())
+
+
 class OutcomePublisher:
     """Publishes each outcome to its topic and returns the broker's acknowledgement."""
 
@@ -244,13 +257,30 @@ class OutcomePublisher:
         becomes a fallback dead letter that certainly fits (:func:`fallback_dead_letter`).
         Only a failure to send that too reaches the caller (the broker refuses everything).
         """
+        result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self.publish_then(record, outcome, functools.partial(_pass_on, result))
+        return result
+
+    async def publish_then(
+        self, record: InputRecord, outcome: Outcome, on_ack: Callable[[asyncio.Future[Any]], None]
+    ) -> None:
+        """:meth:`publish` for the engine: instead of returning a future of its own, call
+        ``on_ack`` with the acknowledgement (done) of the outcome, or of what replaced it.
+
+        If the broker refuses the record (at-least-once), the same outcome is sent once more
+        on its own (a batch-mate may have been the one too large), then its fallback dead
+        letter; ``on_ack`` then sees the last one's. Anything else fails as it is.
+        """
         try:
             ack = await self._publish(record, outcome)
         except (RecordRejected, ValueError) as exc:  # ValueError: encoding (lone surrogates)
-            return await self._fallback(record, outcome, exc)
+            ack = await self._fallback(record, outcome, exc)
+            ack.add_done_callback(on_ack)
+            return
         if self._rejected is None:
-            return ack
-        return self._watch(record, outcome, ack)
+            ack.add_done_callback(on_ack)
+        else:
+            ack.add_done_callback(functools.partial(self._acked, record, outcome, on_ack))
 
     async def _fallback(
         self, record: InputRecord, outcome: Outcome, exc: Exception
@@ -260,29 +290,22 @@ class OutcomePublisher:
             self._topics.dead_letter, value=value, key=key, headers=headers
         )
 
-    def _watch(
-        self, record: InputRecord, outcome: Outcome, ack: asyncio.Future[Any]
-    ) -> asyncio.Future[Any]:
-        """The acknowledgement of the outcome, or, if the broker refused that record, of
-        the same outcome sent once more on its own (a batch-mate may have been the one too
-        large), then of its fallback dead letter. Anything else fails as it is."""
+    def _acked(
+        self,
+        record: InputRecord,
+        outcome: Outcome,
+        on_ack: Callable[[asyncio.Future[Any]], None],
+        ack: asyncio.Future[Any],
+    ) -> None:
+        error = None if ack.cancelled() else ack.exception()
+        if error is None or self._rejected is None or not self._rejected(error):
+            on_ack(ack)
+            return
         result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def acked(done: asyncio.Future[Any]) -> None:
-            error = None if done.cancelled() else done.exception()
-            if done.cancelled():
-                result.cancel()
-            elif error is None:
-                result.set_result(done.result())
-            elif self._rejected is not None and self._rejected(error):
-                task = asyncio.ensure_future(self._recover(record, outcome, error, result))
-                self._recovering.add(task)
-                task.add_done_callback(self._recovering.discard)
-            else:
-                result.set_exception(error)
-
-        ack.add_done_callback(acked)
-        return result
+        result.add_done_callback(on_ack)
+        task = asyncio.ensure_future(self._recover(record, outcome, error, result))
+        self._recovering.add(task)
+        task.add_done_callback(self._recovering.discard)
 
     async def _recover(
         self, record: InputRecord, outcome: Outcome, error: BaseException,

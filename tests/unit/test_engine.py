@@ -92,6 +92,11 @@ class FakePublisher:
         self.published: asyncio.Queue[Coord] = asyncio.Queue()
         self.acks: dict[Coord, asyncio.Future[Any]] = {}
 
+    async def publish_then(
+        self, record: InputRecord, outcome: Outcome, on_ack: Callable[[asyncio.Future[Any]], None]
+    ) -> None:
+        (await self.publish(record, outcome)).add_done_callback(on_ack)
+
     async def publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.acks[_coord(record)] = future

@@ -4,7 +4,7 @@ watermark, revoke drains, commits and releases; pause/resume and failed commits 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from structlog.testing import capture_logs
@@ -91,6 +91,11 @@ class EchoPipeline:
 
 class LateAcks:
     """Acknowledges every outcome a few milliseconds after it is queued, like a broker."""
+
+    async def publish_then(
+        self, record: InputRecord, outcome: Outcome, on_ack: Callable[[asyncio.Future[Any]], None]
+    ) -> None:
+        (await self.publish(record, outcome)).add_done_callback(on_ack)
 
     async def publish(self, record: InputRecord, outcome: Outcome) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()

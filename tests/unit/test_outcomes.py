@@ -346,3 +346,17 @@ async def test_a_refused_fallback_fails_the_acknowledgement() -> None:
     ack = await publisher.publish(_record(), Valid(_document(Verdict.VALID)))
     with pytest.raises(OverflowError, match=r"out\.dlq refuses"):
         await asyncio.wait_for(ack, 5)
+
+
+async def test_publish_then_calls_back_once_with_the_acknowledgement_that_settled_it() -> None:
+    """The engine's way: no future of the publisher's own; after a refusal, the callback
+    sees the acknowledgement of the outcome sent again, and only that one."""
+    producer = RefusingProducer(TOPICS.valid, refusals=1)
+    publisher = OutcomePublisher(producer, TOPICS, PROCESSOR_ID, rejected=_per_record)
+    seen: asyncio.Queue[asyncio.Future[Any]] = asyncio.Queue()
+    await publisher.publish_then(_record(), Valid(_document(Verdict.VALID)), seen.put_nowait)
+    settled = await asyncio.wait_for(seen.get(), 5)
+    assert settled.result() == ("metadata", 2)
+    await publisher.publish_then(_record(), Valid(_document(Verdict.VALID)), seen.put_nowait)
+    assert (await asyncio.wait_for(seen.get(), 5)).result() == ("metadata", 3)
+    assert seen.empty()
