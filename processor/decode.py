@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from processor.errors import DecodeError, EnvelopeError, RecordTooLarge
@@ -22,6 +23,13 @@ from processor.inputs import InputRecord
 from schemas.envelope import BINARY_HEADER_PREFIX, CloudEvent
 
 _JSON_CONTENT_TYPES = ("application/json", "text/json")
+#: Every digit as ``1``, ``[`` and ``{`` as ``[``, any other byte as a space (:func:`_json`).
+_DIGITS_AND_OPENINGS = bytes(
+    0x31 if 0x30 <= b <= 0x39 else 0x5B if b in b"[{" else 0x20 for b in range(256)
+)
+_LONG_DIGIT_RUN = b"1" * 19
+#: Far below the standard parser's nesting limit (about 1,000, from the recursion limit).
+_MAX_OPENINGS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,22 @@ def _text(raw: bytes, what: str) -> str:
 
 
 def _json(raw: bytes, what: str) -> Any:
+    """The JSON value of ``raw``, as the standard library's parser gives it.
+
+    orjson parses first (2 against 7-9 µs for a bench record, measured for issue 15). It
+    gives the same values for what both accept, but it turns an integer outside 64 bits
+    into a float, and it accepts nesting up to 1,024 levels where the standard parser stops
+    near 1,000. So a value with a run of 19 digits or more (an integer that may be one) or
+    with 500 or more ``[`` and ``{`` goes to the standard parser, and so does whatever orjson
+    refuses (NaN, Infinity, lone surrogates, invalid UTF-8): the standard parser then accepts
+    it or says why not, exactly as before (``tests/unit/test_decode_json.py``).
+    """
+    shape = raw.translate(_DIGITS_AND_OPENINGS)
+    if _LONG_DIGIT_RUN not in shape and shape.count(b"[") < _MAX_OPENINGS:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # the standard parser decides, with its own message
     try:
         return json.loads(_text(raw, what))
     except json.JSONDecodeError as exc:
