@@ -209,11 +209,13 @@ async def _supervise(config: Path | None, workers: int, settings: Settings) -> i
 #: Allocations between young-generation collections (CPython's default is 700). A record
 #: allocates hundreds of short-lived objects while thousands of records are in flight, so
 #: a small threshold collects every few records and walks the in-flight graph each time,
-#: for nothing: a run of 4,000 rate-limited records left no cyclic garbage but start-up's
-#: (``gc.DEBUG_SAVEALL``). Measured over 30,000 upstream-bound records: 2.1 s of 27.4 s CPU
-#: in the collector at 10,000, 0.12 s of 23.8 s at 100,000; ``make bench`` at half scale
-#: (same run, noisy machine) schema-only 3,946 -> 4,386 records/s, upstream-bound 1,145 ->
-#: 1,252, peak RSS unchanged (rate-limited 98 MiB, 500,000-record backlog 113-117 MiB).
+#: for nothing: full-scale rate-limited and schema-only runs under ``gc.DEBUG_SAVEALL`` left
+#: no cyclic garbage but start-up's. Measured over 30,000 upstream-bound records: 2.1 s of
+#: 27.4 s CPU in the collector at 10,000, 0.12 s of 23.8 s at 100,000. One cost showed up at
+#: full scale: while the intake paused and resumed at the in-flight cap many times a second
+#: (re-fetching what each pause dropped), rate-limited's peak RSS was 171 MiB at 10,000 and
+#: 290-337 MiB from 30,000 up; with the intake's resume hysteresis it is 124-130 MiB at
+#: 100,000 (``docs/benchmarks.md``, issue 15).
 GC_YOUNG_THRESHOLD = 100_000
 
 

@@ -72,6 +72,12 @@ class Intake:
         self._commit_interval_s = commit_interval_s
         self._drain_timeout_s = drain_timeout_s
         self._paused: set[TP] = set()
+        #: Once the global cap paused every partition, they resume only when this many
+        #: records fit again. Resuming at the first free place paused and resumed a few
+        #: times a second with a slow upstream (rate-limited: 115 times in 28 s), and
+        #: every resume fetched again what the pause had dropped (issue 15).
+        self._resume_room = max(1, min(fetch_max_records, engine.max_in_flight // 10))
+        self._starved = False
         self._stop = asyncio.Event()
         self.consumed_total = 0
         # Liveness and readiness facts (processor.status reads them):
@@ -158,7 +164,9 @@ class Intake:
         assigned = set(engine.assigned)
         waiting = self._board.blocked()
         blocked = {tp for tp in assigned if tp in waiting}
-        want = assigned if engine.capacity() == 0 else engine.partitions_over_cap() | blocked
+        room = engine.capacity()
+        self._starved = room == 0 or (self._starved and room < self._resume_room)
+        want = assigned if self._starved else engine.partitions_over_cap() | blocked
         pause, resume = want - self._paused, self._paused - want
         if pause:
             self._consumer.pause(pause)

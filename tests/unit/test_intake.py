@@ -203,14 +203,15 @@ class StaticEngine:
 
     def __init__(self) -> None:
         self.assigned = [TP0, TP1]
-        self.full = False
+        self.max_in_flight = 100
+        self.room = 10
         self.over_cap: set[TP] = set()
         self.in_flight = 7
         self.offsets: dict[TP, int] = {}
         self.marked: list[Mapping[TP, int]] = []
 
     def capacity(self) -> int:
-        return 0 if self.full else 10
+        return self.room
 
     def partitions_over_cap(self) -> set[TP]:
         return self.over_cap
@@ -253,9 +254,27 @@ def test_a_full_engine_pauses_every_assigned_partition() -> None:
     """At the global cap every assigned partition is paused."""
     consumer, engine = ScriptedConsumer({TP0, TP1}, []), StaticEngine()
     intake = _static_intake(consumer, engine)
-    engine.full = True
+    engine.room = 0
     intake._apply_backpressure()
     assert consumer.paused == {TP0, TP1}
+
+
+def test_after_the_global_cap_intake_resumes_only_when_a_fetch_fits_again() -> None:
+    """Paused at the cap, partitions stay paused while a few places free up (a resume for
+    each would fetch again what the pause dropped) and resume once a fetch's worth fits."""
+    consumer, engine = ScriptedConsumer({TP0, TP1}, []), StaticEngine()
+    intake = _static_intake(consumer, engine)  # fetch_max_records 10, max_in_flight 100
+    engine.room = 0
+    intake._apply_backpressure()
+    engine.room = 9
+    intake._apply_backpressure()
+    assert consumer.paused == {TP0, TP1}
+    engine.room = 10
+    intake._apply_backpressure()
+    assert consumer.paused == set()
+    engine.room = 3  # below the resume room, but never at the cap since: keep fetching
+    intake._apply_backpressure()
+    assert consumer.paused == set()
 
 
 async def test_a_commit_refused_by_a_rebalance_is_logged_not_raised() -> None:
